@@ -1,0 +1,124 @@
+"""The generic arch: the pre-RFC kernel path, and the fallback for every arch hook.
+
+Every arch hook is implemented ``trylast``, so a specialised arch overrides what it does
+better and inherits the rest. The mechanism is what the kernel did before perm_alloc
+(kernel/bpf/core.c: bpf_jit_binary_alloc + bpf_jit_binary_lock_ro, about 5.10):
+vmalloc from order-0 pages mapped RW+NX with VM_FLUSH_RESET_PERMS, content written in
+place, then set_memory_ro and set_memory_x.
+"""
+
+from __future__ import annotations
+
+from permalloc import (
+    ArchInfo,
+    Machine,
+    MachineSpec,
+    Perm,
+    PermAllocation,
+    VRange,
+    hookimpl,
+)
+from permalloc.pages import PAGE_SHIFT, PAGE_SIZE, pages_for
+
+__version__ = "1.0"
+
+# A neutral 64-bit layout (the x86-64 4-level values, so that the same workloads fit).
+# With the generic module_alloc (kernel/module/main.c, __weak) modules live in vmalloc space.
+PAGE_OFFSET = 0xFFFF888000000000
+VMALLOC = VRange(name="vmalloc", start=0xFFFFC90000000000, end=0xFFFFE90000000000)
+
+
+@hookimpl(trylast=True)
+def permalloc_arch_describe(spec: MachineSpec) -> ArchInfo:
+    return ArchInfo(
+        name="generic",
+        description="fallback: vmalloc + set_memory_* with all-CPU flushes; no text_poke, "
+        "no huge vmap, 2 MiB direct map; knows no relocation types (all in reach)",
+        page_offset=PAGE_OFFSET,
+        ranges={
+            "vmalloc": VMALLOC,
+            "module": VRange(name="module", start=VMALLOC.start, end=VMALLOC.end),
+            "kernel_image": VRange(name="kernel_image", start=0xFFFFFFFF81000000, end=0xFFFFFFFFA0000000),
+        },
+        tlb_single_page_flush_ceiling=33,
+    )
+
+
+@hookimpl(trylast=True)
+def permalloc_alloc(machine: Machine, size: int, perm: Perm, vrange: VRange) -> PermAllocation:
+    # __vmalloc_node_range(..., PAGE_KERNEL, VM_FLUSH_RESET_PERMS): RW+NX, order-0 pages
+    area = machine.vmalloc.vmalloc(size, vrange.name, Perm.RW, reset_perms=True, source="vmalloc")
+    return PermAllocation(
+        addr=area.addr,
+        size=size,
+        perm=perm,
+        range_name=vrange.name,
+        allocated=area.size,
+        staging=area.addr,
+        backend={"area": area},
+    )
+
+
+@hookimpl(trylast=True)
+def permalloc_writable(machine: Machine, alloc: PermAllocation) -> int:
+    return alloc.addr  # the final mapping is writable until finish
+
+
+def _set_memory(machine: Machine, name: str, alloc: PermAllocation, first: int = 0, npages: int | None = None) -> None:
+    count = pages_for(alloc.size) - first if npages is None else npages
+    machine.perm.set_memory(name, alloc.addr + first * PAGE_SIZE, count)
+
+
+@hookimpl(trylast=True)
+def permalloc_finish(machine: Machine, alloc: PermAllocation) -> bool:
+    # kernel/bpf/core.c (5.10): bpf_jit_binary_lock_ro -> set_memory_ro, then set_memory_x
+    if not alloc.perm & Perm.W:
+        _set_memory(machine, "set_memory_ro", alloc)
+    if alloc.perm & Perm.X:
+        _set_memory(machine, "set_memory_x", alloc)
+    return True
+
+
+@hookimpl(trylast=True)
+def permalloc_change(machine: Machine, alloc: PermAllocation, perm: Perm) -> bool:
+    old = alloc.perm
+    # Drop rights before granting new ones, so that no step is W+X.
+    if old & Perm.X and not perm & Perm.X:
+        _set_memory(machine, "set_memory_nx", alloc)
+    if old & Perm.W and not perm & Perm.W:
+        _set_memory(machine, "set_memory_ro", alloc)
+    if perm & Perm.W and not old & Perm.W:
+        _set_memory(machine, "set_memory_rw", alloc)
+    if perm & Perm.X and not old & Perm.X:
+        _set_memory(machine, "set_memory_x", alloc)
+    return True
+
+
+@hookimpl(trylast=True)
+def permalloc_poke(machine: Machine, alloc: PermAllocation, offset: int, length: int) -> bool:
+    # Without text_poke: make the pages writable, write, make them read-only again.
+    first = offset >> PAGE_SHIFT
+    count = ((offset + length - 1) >> PAGE_SHIFT) - first + 1
+    if not alloc.perm & Perm.W:
+        _set_memory(machine, "set_memory_rw", alloc, first, count)
+    machine.store(alloc.addr + offset, length, source="poke")
+    if not alloc.perm & Perm.W:
+        _set_memory(machine, "set_memory_ro", alloc, first, count)
+    return True
+
+
+@hookimpl(trylast=True)
+def permalloc_free(machine: Machine, alloc: PermAllocation) -> bool:
+    machine.vmalloc.vfree(alloc.backend["area"], source="vfree")
+    return True
+
+
+@hookimpl(trylast=True)
+def permalloc_shrink(machine: Machine, pages: int) -> int:
+    return 0  # vmalloc keeps no cache of pages to give back
+
+
+@hookimpl(trylast=True)
+def permalloc_set_memory(machine: Machine, addr: int, npages: int, set_mask: Perm, clear_mask: Perm, source: str) -> bool:
+    machine.cpa.change(addr, npages, set_mask, clear_mask, source)
+    return True

@@ -1,0 +1,66 @@
+"""The arch description: a data table per arch, as mm/execmem.c keeps (6.12)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class VRange(BaseModel):
+    """A kernel virtual address range [start, end)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    start: int
+    end: int
+
+    @model_validator(mode="after")
+    def _ordered(self) -> VRange:
+        if self.end <= self.start:
+            raise ValueError(f"range {self.name}: end must be above start")
+        return self
+
+    @property
+    def size(self) -> int:
+        return self.end - self.start
+
+    def __contains__(self, addr: object) -> bool:
+        return isinstance(addr, int) and self.start <= addr < self.end
+
+
+class ArchInfo(BaseModel):
+    """What the core needs to know about an arch; returned by ``permalloc_arch_describe``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    description: str = ""
+    page_offset: int = Field(description="virtual base of the direct map (PAGE_OFFSET)")
+    ranges: dict[str, VRange] = Field(
+        description="named kernel ranges; 'module', 'vmalloc' and 'kernel_image' are expected"
+    )
+    module_load_offset_max_pages: int = Field(
+        0, ge=0, description="KASLR: the module area starts 1..N pages in (0: no randomisation)"
+    )
+    tlb_single_page_flush_ceiling: int = Field(
+        33, ge=0, description="range flushes of more pages than this flush everything"
+    )
+    direct_map_gbpages: bool = Field(False, description="the direct map may use 1 GiB leaves")
+    huge_vmap: bool = Field(False, description="vmalloc space may be mapped with 2 MiB leaves")
+    text_poke: bool = Field(False, description="has a temporary-mm text_poke (local flush only)")
+    reloc_reach: dict[str, int | None] = Field(
+        default_factory=dict,
+        description="relocation type -> largest signed distance in bytes it can encode (None: any)",
+    )
+    reloc_absolute32: frozenset[str] = Field(
+        default_factory=frozenset,
+        description="relocation types that hold a sign-extended 32-bit absolute address",
+    )
+    features: frozenset[str] = Field(default_factory=frozenset)
+
+    @model_validator(mode="after")
+    def _needs_ranges(self) -> ArchInfo:
+        missing = {"module", "vmalloc"} - set(self.ranges)
+        if missing:
+            raise ValueError(f"arch {self.name}: missing ranges {sorted(missing)}")
+        return self

@@ -1,0 +1,210 @@
+"""The ``permalloc`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import ValidationError
+from rich.console import Console
+
+from . import __version__
+from .errors import PermallocError
+from .hookspecs import RETURN_TYPES
+from .pluginmanager import arch_plugins, discover, registry_manager
+from .registry import override_policy, policies, resolve_policy, resolve_scenario, scenarios
+from .report import print_tables, report_json
+from .scenario import format_validation_error
+from .spec import MachineSpec
+
+EPILOG = "Run 'permalloc COMMAND --help' for the options of a command."
+
+
+def _machine_args(parser: argparse.ArgumentParser, arch_default: str | None) -> None:
+    group = parser.add_argument_group("machine")
+    group.add_argument("--arch", default=arch_default, help="arch backend (default: %(default)s, or the policy's)")
+    group.add_argument("--cpus", type=int, default=8, help="online CPUs (default: %(default)s)")
+    group.add_argument("--memory", default="16G", help="RAM, e.g. 16G or 4T (default: %(default)s)")
+    group.add_argument("--numa-nodes", type=int, default=1, help="NUMA nodes (default: %(default)s)")
+    group.add_argument("--fragmentation", type=float, default=0.3, help="0..1 (default: %(default)s)")
+    group.add_argument("--no-gbpages", action="store_true", help="no 1 GiB direct-map pages")
+    group.add_argument("--seed", type=int, default=0, help="seed of every random choice (default: %(default)s)")
+
+
+def machine_spec(args: argparse.Namespace, arch: str) -> MachineSpec:
+    try:
+        return MachineSpec(
+            arch=arch, cpus=args.cpus, memory=args.memory, numa_nodes=args.numa_nodes,
+            fragmentation=args.fragmentation, gbpages=not args.no_gbpages, seed=args.seed,
+        )
+    except ValidationError as exc:
+        raise PermallocError(f"machine spec: {format_validation_error(exc)}") from None
+
+
+def _write_output(text: str, path: str | None) -> None:
+    if path and path != "-":
+        with open(path, "w") as fh:
+            fh.write(text)
+    else:
+        sys.stdout.write(text)
+
+
+# -- commands ------------------------------------------------------------------------------
+def cmd_plugins(args: argparse.Namespace) -> int:
+    pm = registry_manager()
+    spec = MachineSpec()
+    arches = {id(plugin): name for name, (plugin, _) in arch_plugins(pm, spec).items()}
+    rows = []
+    for record in discover():
+        hooks = sorted(
+            hc.name for hc in pm.get_hookcallers(record.plugin) or [] if hc.name.startswith("permalloc_")
+        )
+        kind = "arch" if id(record.plugin) in arches else "consumer/observer"
+        rows.append({
+            "name": record.name,
+            "kind": kind,
+            "arch": arches.get(id(record.plugin)),
+            "version": record.version or str(getattr(record.plugin, "__version__", "")),
+            "origin": record.origin + (f" ({record.dist})" if record.dist else ""),
+            "module": getattr(record.plugin, "__name__", type(record.plugin).__name__),
+            "hooks": hooks,
+        })
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    from rich.table import Table
+
+    table = Table(title="permalloc plugins", header_style="bold")
+    for col in ("name", "kind", "version", "origin", "hooks"):
+        table.add_column(col)
+    for row in rows:
+        kind = f"arch ({row['arch']})" if row["arch"] else row["kind"]
+        table.add_row(row["name"], kind, row["version"], row["origin"], ", ".join(h.removeprefix("permalloc_") for h in row["hooks"]))
+    Console().print(table)
+    return 0
+
+
+def cmd_spec(args: argparse.Namespace) -> int:
+    if args.schema:
+        print(json.dumps(MachineSpec.model_json_schema(), indent=2))
+    else:
+        print(MachineSpec().model_dump_json(indent=2))
+    return 0
+
+
+def cmd_hooks(args: argparse.Namespace) -> int:
+    from . import hookspecs
+
+    for name in sorted(RETURN_TYPES) + ["permalloc_add_commands", "permalloc_event", "permalloc_machine_start", "permalloc_module_going"]:
+        doc = (getattr(hookspecs, name).__doc__ or "").strip().splitlines()[0]
+        print(f"{name}: {doc}")
+    return 0
+
+
+def cmd_policies(args: argparse.Namespace) -> int:
+    known = policies(registry_manager())
+    if args.json:
+        print(json.dumps([p.model_dump() for p in known.values()], indent=2))
+        return 0
+    for policy in known.values():
+        print(f"{policy.name:12} {policy.description}")
+    return 0
+
+
+def cmd_scenarios(args: argparse.Namespace) -> int:
+    known = scenarios(registry_manager())
+    for source in known.values():
+        print(f"{source.name:12} {source.description}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .simulation import run
+
+    pm = registry_manager()
+    policy = override_policy(resolve_policy(pm, args.policy), args.set)
+    scenario = resolve_scenario(pm, args.scenario)
+    spec = machine_spec(args, args.arch or policy.arch or "generic")
+    trace_fh = open(args.trace, "w") if args.trace else None
+    try:
+        tracer = (lambda e: trace_fh.write(json.dumps(e.to_json()) + "\n")) if trace_fh else None
+        result = run(scenario, spec, policy, strict=args.strict, trace=tracer)
+    finally:
+        if trace_fh:
+            trace_fh.close()
+    if args.format == "json":
+        _write_output(json.dumps(report_json(scenario.name, spec, [result]), indent=2) + "\n", args.output)
+    else:
+        print_tables(scenario.name, [result])
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="permalloc",
+        description="Simulate the Linux kernel's permissioned vmalloc (perm_alloc) and the designs "
+        "around it, and compare them by TLB shootdowns, direct-map splits, huge pages, memory "
+        "overhead, W^X exposure and relocation reach.",
+        epilog=EPILOG,
+    )
+    parser.add_argument("--version", action="version", version=f"permalloc {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("plugins", help="list installed plugins and the hooks they implement")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=cmd_plugins)
+
+    p = sub.add_parser("spec", help="print the default machine spec, or its JSON schema")
+    p.add_argument("--schema", action="store_true", help="print the JSON schema of MachineSpec")
+    p.set_defaults(func=cmd_spec)
+
+    p = sub.add_parser("hooks", help="list the hooks a plugin can implement")
+    p.set_defaults(func=cmd_hooks)
+
+    p = sub.add_parser("policies", help="list named policies")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_policies)
+
+    p = sub.add_parser("scenarios", help="list named scenarios")
+    p.set_defaults(func=cmd_scenarios)
+
+    p = sub.add_parser("run", help="run one scenario under one policy and print its metrics")
+    p.add_argument("--scenario", "-s", required=True, help="scenario name or .json/.toml file")
+    p.add_argument("--policy", "-p", default="default", help="policy name or .json/.toml file (default: %(default)s)")
+    _machine_args(p, None)
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="override a policy field, e.g. --set live_cache=true (repeatable)")
+    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.add_argument("-o", "--output", help="write the JSON here instead of stdout")
+    p.add_argument("--trace", metavar="FILE", help="write every event as JSON Lines")
+    p.add_argument("--strict", action="store_true", help="fail at the first W^X violation or leak")
+    p.set_defaults(func=cmd_run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        parser = build_parser()
+        pm = registry_manager()
+        subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        pm.hook.permalloc_add_commands(subparsers=subparsers)
+        args = parser.parse_args(argv)
+        if not getattr(args, "func", None):
+            parser.print_help()
+            return 2
+        return int(args.func(args) or 0)
+    except PermallocError as exc:
+        print(f"permalloc: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("permalloc: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+def _main() -> Any:  # pragma: no cover - console script shim
+    sys.exit(main())

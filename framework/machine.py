@@ -1,0 +1,280 @@
+"""The simulated machine: one per run, shared by the arch backend and every consumer.
+
+It owns physical memory, the direct map, kernel page tables and address ranges, the TLB
+state, the event log and the metrics; it knows no arch and no consumer by name. The
+mechanisms of generic kernel code that every arch shares (mm/vmalloc.c, the set_memory
+engine, text_poke) live in their own modules and act through the primitives below.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
+
+from . import events as ev
+from .archinfo import ArchInfo, VRange
+from .contract import PermAlloc
+from .cpa import Cpa
+from .directmap import DirectMap
+from .errors import ContractError, PermallocError, PluginError
+from .metrics import Metrics
+from .pages import PAGE_SHIFT, PAGE_SIZE, PAGES_PER_PMD
+from .pagetable import KernelPageTables, Mapping
+from .perms import Perm
+from .physmem import PhysMem
+from .pluginmanager import machine_manager
+from .policy import DEFAULT_POLICY, PolicySpec
+from .spec import MachineSpec
+from .textpoke import TextPoke
+from .tlb import TLBState
+from .vmalloc import Vmalloc
+from .vspace import AddressSpace
+
+T = TypeVar("T")
+
+
+def kernel_version(text: str) -> tuple[int, int]:
+    """``"6.12"`` -> ``(6, 12)``: the kernel whose code paths a policy follows."""
+    try:
+        major, minor = text.split(".")[:2]
+        return int(major), int(minor)
+    except ValueError:
+        raise PermallocError(f"policy kernel {text!r}: expected a version such as 6.1 or 6.12") from None
+
+
+class Machine:
+    """A simulated machine built from a :class:`MachineSpec` under a :class:`PolicySpec`."""
+
+    def __init__(
+        self,
+        spec: MachineSpec | None = None,
+        policy: PolicySpec | None = None,
+        plugins: Sequence[Any] = (),
+        strict: bool = False,
+    ) -> None:
+        self.spec = spec or MachineSpec()
+        self.policy = policy or DEFAULT_POLICY
+        if self.policy.arch and self.policy.arch != self.spec.arch:
+            raise PermallocError(
+                f"policy {self.policy.name!r} is for arch {self.policy.arch!r}, machine is {self.spec.arch!r}"
+            )
+        self.strict = strict
+        self.kernel = kernel_version(self.policy.kernel)
+        self.pm, self.arch = machine_manager(self.spec, plugins)
+        self.hook = self.pm.hook
+        self.rng = random.Random(self.spec.seed)
+        self.phys = PhysMem(self.spec.memory, self.spec.fragmentation, self.spec.seed)
+        self.directmap = DirectMap(self.phys.npages, self.spec.gbpages and self.arch.direct_map_gbpages)
+        self.pagetables = KernelPageTables()
+        self.tlb = TLBState()
+        self.metrics = Metrics(self.spec.cpus, self.spec.cost)
+        self.ranges: dict[str, VRange] = dict(self.arch.ranges)
+        self.spaces: dict[str, AddressSpace] = {}
+        by_bounds: dict[tuple[int, int], AddressSpace] = {}
+        for name, vrange in self.ranges.items():
+            bounds = (vrange.start, vrange.end)
+            if bounds in by_bounds:  # e.g. generic: module_alloc allocates from vmalloc space
+                self.spaces[name] = by_bounds[bounds]
+                continue
+            offset = 0
+            if name == "module" and self.arch.module_load_offset_max_pages:
+                # arch/x86/kernel/module.c: get_module_load_offset, 1..1024 pages under KASLR
+                offset = self.rng.randint(1, self.arch.module_load_offset_max_pages) * PAGE_SIZE
+            self.spaces[name] = by_bounds[bounds] = AddressSpace(vrange, offset)
+        self.vmalloc = Vmalloc(self)
+        self.cpa = Cpa(self)
+        self.text = TextPoke(self)
+        self.perm = PermAlloc(self)
+        self.now_ms = 0.0
+        self._state: dict[str, Any] = {}
+        self._seq = 0
+        self.op_index = -1
+        self._observe = self.hook.permalloc_event
+        self._has_observers = bool(self._observe.get_hookimpls())
+        self.trace: Callable[[ev.Event], None] | None = None
+        self.hook.permalloc_machine_start(machine=self)
+
+    # -- per-plugin state -----------------------------------------------------------------
+    def state(self, key: str, factory: Callable[[], T]) -> T:
+        """Per-machine state of a plugin (plugin modules are shared between machines)."""
+        value = self._state.get(key)
+        if value is None:
+            value = self._state[key] = factory()
+        return value
+
+    def range(self, name: str) -> VRange:
+        try:
+            return self.ranges[name]
+        except KeyError:
+            raise ContractError(f"unknown range {name!r}; arch {self.arch.name} has {sorted(self.ranges)}") from None
+
+    # -- events ---------------------------------------------------------------------------
+    def emit(
+        self,
+        kind: str,
+        n: int = 1,
+        addr: int = 0,
+        pfns: Iterable[int] | None = None,
+        source: str = "",
+        **extra: Any,
+    ) -> ev.Event:
+        """Record one primitive operation: fold it into the metrics and show it to observers."""
+        self._seq += 1
+        event = ev.Event(kind, n, addr, tuple(pfns) if pfns is not None else None, source, 0.0, self._seq, self.op_index, extra or None)
+        self.metrics.fold(event)
+        if self.trace is not None:
+            self.trace(event)
+        if self._has_observers:
+            self._observe(machine=self, event=event)
+        return event
+
+    def gauges(self) -> dict[str, int]:
+        g = self.directmap.meminfo()
+        g["huge_mappings"] = self.pagetables.huge_leaves
+        return g
+
+    # -- physical pages -------------------------------------------------------------------
+    def alloc_pages(self, count: int, source: str = "") -> list[int]:
+        """``count`` order-0 pages (alloc_page in a loop, as __vmalloc_area_node does)."""
+        pfns = [self.phys.alloc_page() for _ in range(count)]
+        self.emit(ev.PAGE_ALLOC, count, source=source)
+        return pfns
+
+    def alloc_block(self, source: str = "") -> int | None:
+        """One order-9 block (2 MiB of physically contiguous pages), or None."""
+        pfn = self.phys.alloc_block()
+        if pfn is not None:
+            self.emit(ev.PAGE_ALLOC, PAGES_PER_PMD, source=source, order=9)
+        return pfn
+
+    def free_pages(self, pfns: Iterable[int], source: str = "") -> None:
+        pfns = list(pfns)
+        for pfn in pfns:
+            self.phys.free_page(pfn)
+        self.emit(ev.PAGE_FREE, len(pfns), pfns=pfns, source=source)
+
+    def free_block(self, pfn: int, source: str = "") -> None:
+        self.phys.free_block(pfn)
+        self.emit(ev.PAGE_FREE, PAGES_PER_PMD, pfns=range(pfn, pfn + PAGES_PER_PMD), source=source, order=9)
+
+    # -- kernel page tables ---------------------------------------------------------------
+    def map(self, addr: int, pfns: list[int], perm: Perm, huge: bool = False, source: str = "") -> Mapping:
+        """Write PTEs (or PMD leaves when ``huge``) for ``pfns`` at ``addr``."""
+        mapping = self.pagetables.map(addr, pfns, perm, huge, source)
+        entries = len(pfns) // PAGES_PER_PMD if huge else len(pfns)
+        self.emit(ev.MAP, entries, addr, pfns, source, perm=str(perm))
+        return mapping
+
+    def unmap(self, mapping: Mapping, source: str = "") -> None:
+        """Clear the PTEs of ``mapping`` with no flush: its translations stay cached (stale)."""
+        self.pagetables.unmap(mapping)
+        self.tlb.add(mapping.start, mapping.pfns, mapping.perms)
+        self.emit(ev.UNMAP, mapping.npages, mapping.start, mapping.pfns, source)
+
+    def change_ptes(self, mapping: Mapping, first: int, count: int, set_mask: Perm, clear_mask: Perm, source: str) -> list[int]:
+        """Change PTE permissions without flushing; old translations stay cached until a flush."""
+        old = bytes(mapping.perms[first : first + count])
+        changed, splits = self.pagetables.change(mapping, first, count, set_mask, clear_mask)
+        for _ in range(splits):
+            # arch/x86/mm/pat/set_memory.c: __split_large_page ends with flush_tlb_all()
+            self.emit(ev.VMAP_SPLIT_2M, 1, mapping.start, source=source)
+            self.flush_all(source=f"{source}/split_large_page")
+        if changed:
+            pfns = [mapping.pfns[i] for i in changed]
+            for i, pfn in zip(changed, pfns):
+                self.tlb.add(mapping.start + (i << PAGE_SHIFT), (pfn,), (old[i - first],))
+            self.emit(ev.PTE_PERM, len(changed), mapping.start + (changed[0] << PAGE_SHIFT), pfns, source)
+        return changed
+
+    def change_directmap(self, pfns: Iterable[int], set_mask: Perm, clear_mask: Perm, source: str) -> list[int]:
+        """Change direct-map permissions (splitting leaves as needed) without flushing."""
+        pfns = list(pfns)
+        dm = self.directmap
+        old = [dm.perm(pfn) for pfn in pfns]
+        changed, s1g, s2m = dm.change(pfns, set_mask, clear_mask)
+        # Every split flushes all TLBs, "noflush" callers included (set_memory.c:
+        # __split_large_page -> flush_tlb_all); a 1 GiB leaf is split 1G -> 2M -> 4K.
+        for kind, count in ((ev.SPLIT_1G, s1g), (ev.SPLIT_2M, s2m)):
+            for _ in range(count):
+                self.emit(kind, 1, source=source)
+                self.flush_all(source=f"{source}/split_large_page")
+        if changed:
+            olds = dict(zip(pfns, old))
+            base = self.arch.page_offset
+            for pfn in changed:
+                self.tlb.add(base + (pfn << PAGE_SHIFT), (pfn,), (int(olds[pfn]),))
+            self.emit(ev.DIRECTMAP_PERM, len(changed), base + (changed[0] << PAGE_SHIFT), changed, source)
+        return changed
+
+    def directmap_addr(self, pfn: int) -> int:
+        return self.arch.page_offset + (pfn << PAGE_SHIFT)
+
+    # -- TLB flushes ----------------------------------------------------------------------
+    def flush_kernel_range(self, start: int, end: int, source: str = "") -> None:
+        """flush_tlb_kernel_range: per-page flush on every CPU up to the ceiling, else a full one.
+
+        arch/x86/mm/tlb.c: flush_tlb_kernel_range compares the page count with
+        tlb_single_page_flush_ceiling; both paths are one IPI round to all other CPUs.
+        """
+        npages = (end - start + PAGE_SIZE - 1) >> PAGE_SHIFT
+        if npages > self.arch.tlb_single_page_flush_ceiling:
+            self.flush_all(source)
+            return
+        pfns = self.tlb.flush_range(start, end)
+        self.emit(ev.FLUSH_RANGE, npages, start, pfns, source)
+
+    def flush_all(self, source: str = "") -> None:
+        """flush_tlb_all: a full flush on every CPU (one IPI round)."""
+        pfns = self.tlb.flush_all()
+        self.emit(ev.FLUSH_ALL, 1, 0, pfns, source)
+
+    def flush_local(self, start: int = 0, end: int = 0, source: str = "") -> None:
+        """A flush on this CPU only (``end == 0``: all of its TLB). Remote entries stay stale."""
+        npages = (end - start + PAGE_SIZE - 1) >> PAGE_SHIFT if end else 0
+        self.emit(ev.FLUSH_LOCAL, max(npages, 1), start, source=source, full=not end)
+
+    def sync_cores(self, source: str = "") -> None:
+        """text_poke_sync: on_each_cpu(do_sync_core) — one IPI round, no TLB flush."""
+        self.emit(ev.SYNC_IPI, 1, source=source)
+
+    # -- memory accesses --------------------------------------------------------------------
+    def store(self, addr: int, length: int, source: str = "") -> None:
+        """Plain stores to [addr, addr+length): every page must be mapped writable."""
+        first, last = addr >> PAGE_SHIFT, (addr + length - 1) >> PAGE_SHIFT
+        for vpn in range(first, last + 1):
+            va = vpn << PAGE_SHIFT
+            found = self.pagetables.lookup(va)
+            if found is None:
+                raise ContractError(f"write to unmapped address {va:#x} ({source or 'store'})")
+            mapping, index = found
+            if not mapping.perms[index] & Perm.W:
+                raise ContractError(f"write to read-only address {va:#x} ({source or 'store'})")
+        self.emit(ev.STORE, length, addr, source=source)
+
+    # -- aliases (W^X) --------------------------------------------------------------------
+    def page_access(self, pfn: int) -> tuple[bool, bool]:
+        """(writable, executable) through any alias of ``pfn``: vmalloc, direct map, stale TLB."""
+        w = bool(self.directmap.perm(pfn) & Perm.W) or pfn in self.tlb.stale_w
+        x = pfn in self.tlb.stale_x
+        found = self.pagetables.rmap.get(pfn)
+        if found is not None:
+            perm = found[0].perms[found[1]]
+            w = w or bool(perm & Perm.W)
+            x = x or bool(perm & Perm.X)
+        return w, x
+
+    # -- contract ---------------------------------------------------------------------------
+    def teardown(self) -> list[str]:
+        """End of run: observers check for leaks; returns the problems they found."""
+        problems: list[str] = []
+        for found in self.hook.permalloc_machine_teardown(machine=self):
+            problems.extend(found or [])
+        return problems
+
+    def call_arch(self, hookname: str, **kwargs: Any) -> Any:
+        """Call an arch hook; None means no plugin handled it, which is a plugin error."""
+        result = getattr(self.hook, hookname)(**kwargs)
+        if result is None:
+            raise PluginError(f"no plugin implements {hookname} for arch {self.arch.name!r}")
+        return result

@@ -1,0 +1,37 @@
+"""Policies: a named, frozen description of how a kernel design handles permissioned memory."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class PolicySpec(BaseModel):
+    """One design to compare. Built-ins replay the kernel's history (``permalloc policies``).
+
+    Mechanism fields are read by the arch backend and the consumers; ``options`` holds
+    settings of third-party plugins (namespaced, e.g. ``{"myplugin.batch": 8}``).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.+-]+$")
+    description: str = ""
+    kernel: str = Field("6.1", description="kernel whose code paths are followed where versions differ")
+    arch: str | None = Field(None, description="arch this policy is meant for (None: any)")
+    module_layout: str = Field("contiguous", description="contiguous | rfc | module-memory (layout plugins)")
+    text_loading: Literal["set_memory", "text_poke"] = Field(
+        "set_memory", description="write text in place then set_memory_*, or stage and text_poke (RFC opt. 2)"
+    )
+    directmap: Literal["split-on-demand", "unmapped-block-cache"] = Field(
+        "split-on-demand", description="CPA splits per page, or 2 MiB blocks unmapped in bulk (RFC opt. 1)"
+    )
+    live_cache: bool = Field(False, description="keep freed RX mappings live for reuse (RFC opt. 3)")
+    huge_mappings: bool = Field(False, description="pack same-permission allocations into 2 MiB leaves (RFC opt. 4)")
+    rox_cache: bool = Field(False, description="execmem ROX cache: 2 MiB ROX pages for module text and BPF")
+    bpf_allocator: str = Field("per-program", description="per-program | pack | perm-alloc (BPF JIT plugin)")
+    options: dict[str, str | int | float | bool] = Field(default_factory=dict)
+
+
+DEFAULT_POLICY = PolicySpec(name="default", description="pre-RFC mechanisms with no optimisation")

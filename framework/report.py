@@ -1,0 +1,96 @@
+"""Rendering results: the JSON shape of DESIGN.md, CSV, and rich tables."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from .metrics import METRICS
+from .simulation import PolicyResult
+from .spec import MachineSpec
+
+# Per-op metrics shown in tables (the JSON carries all of them).
+TABLE_PER_OP = ("shootdowns", "local_flushes", "sync_ipis", "directmap_splits_2m", "text_pokes", "cost_ns")
+
+
+def report_json(scenario: str, spec: MachineSpec, results: Sequence[PolicyResult], timeline: bool = False) -> dict[str, Any]:
+    """The document of DESIGN.md "Output": scenario, machine, results."""
+    out = []
+    for result in results:
+        entry = result.model_dump(exclude={"timeline"} if not timeline else set())
+        if not entry.get("problems"):
+            entry.pop("problems", None)
+        out.append(entry)
+    return {
+        "scenario": scenario,
+        "machine": {"arch": spec.arch, "cpus": spec.cpus, "memory": spec.memory, "seed": spec.seed},
+        "results": out,
+    }
+
+
+def report_csv(scenario: str, results: Sequence[PolicyResult]) -> str:
+    """One row per policy and metric: totals, then per-op mean/median/max."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["scenario", "policy", "arch", "op", "metric", "total", "count", "mean", "median", "max"])
+    for r in results:
+        for name in METRICS:
+            writer.writerow([scenario, r.policy, r.arch, "all", name, r.totals[name], "", "", "", ""])
+        for kind, stats in r.per_op.items():
+            for name in METRICS:
+                s = stats[name]
+                writer.writerow([scenario, r.policy, r.arch, kind, name, "", stats["count"], s["mean"], s["median"], s["max"]])
+    return buf.getvalue()
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float) and not value.is_integer():
+        return f"{value:,.2f}"
+    if isinstance(value, (int, float)):
+        return f"{int(value):,}"
+    return str(value)
+
+
+def _bytes(value: float) -> str:
+    for unit, size in (("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)):
+        if value >= size:
+            return f"{value / size:,.1f}{unit}"
+    return f"{int(value)}"
+
+
+def totals_table(scenario: str, results: Sequence[PolicyResult], title: str = "") -> Table:
+    table = Table(title=title or f"scenario {scenario}: totals", header_style="bold")
+    table.add_column("metric")
+    for r in results:
+        table.add_column(f"{r.policy}\n({r.arch})", justify="right")
+    for name in METRICS:
+        fmt = _bytes if name.endswith("_bytes") else _fmt
+        table.add_row(name, *[fmt(r.totals[name]) for r in results])
+    return table
+
+
+def per_op_table(results: Sequence[PolicyResult]) -> Table:
+    table = Table(title="per operation (mean)", header_style="bold")
+    table.add_column("policy")
+    table.add_column("op")
+    table.add_column("count", justify="right")
+    for name in TABLE_PER_OP:
+        table.add_column(name, justify="right")
+    for r in results:
+        for kind, stats in r.per_op.items():
+            table.add_row(r.policy, kind, _fmt(stats["count"]), *[_fmt(stats[n]["mean"]) for n in TABLE_PER_OP])
+    return table
+
+
+def print_tables(scenario: str, results: Sequence[PolicyResult], console: Console | None = None) -> None:
+    console = console or Console()
+    console.print(totals_table(scenario, results))
+    console.print(per_op_table(results))
+    for r in results:
+        for problem in r.problems:
+            console.print(f"[yellow]warning[/]: {r.policy}: {problem}")

@@ -1,0 +1,74 @@
+"""text_poke and friends (arch/x86/kernel/alternative.c): writes to live text.
+
+__text_poke maps the target page(s) writable in a temporary mm that only the local CPU
+uses, writes, unmaps and flushes the local TLB: no IPI. text_poke_bp changes live
+instructions under int3 and synchronises every CPU between its steps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from . import events as ev
+from .errors import ContractError
+from .pages import PAGE_SHIFT, PAGE_SIZE
+
+if TYPE_CHECKING:
+    from .machine import Machine
+
+INT3_INSN_SIZE = 1
+
+
+class TextPoke:
+    def __init__(self, machine: Machine) -> None:
+        self.m = machine
+
+    def _pfns(self, addr: int, length: int) -> list[int]:
+        pfns = []
+        for vpn in range(addr >> PAGE_SHIFT, ((addr + length - 1) >> PAGE_SHIFT) + 1):
+            found = self.m.pagetables.lookup(vpn << PAGE_SHIFT)
+            if found is None:
+                raise ContractError(f"text_poke: address {vpn << PAGE_SHIFT:#x} is not mapped")
+            mapping, index = found
+            pfns.append(mapping.pfns[index])
+        return pfns
+
+    def poke(self, addr: int, length: int, source: str = "text_poke") -> None:
+        """__text_poke: at most two pages through poking_mm, then a local flush only."""
+        if length <= 0:
+            return
+        if (addr & (PAGE_SIZE - 1)) + length > 2 * PAGE_SIZE:
+            raise ContractError(f"{source}: {length} bytes at {addr:#x} cross more than two pages")
+        pfns = self._pfns(addr, length)
+        self.m.emit(ev.TEXT_POKE, length, addr, pfns, source)
+        # unuse_temporary_mm + flush_tlb_mm_range(poking_mm, ...): this CPU only
+        self.m.flush_local(addr, addr + len(pfns) * PAGE_SIZE, source=f"{source}/poking_mm")
+
+    def copy(self, addr: int, length: int, source: str = "text_poke_copy") -> None:
+        """text_poke_copy / text_poke_set: __text_poke over chunks of up to two pages."""
+        done = 0
+        while done < length:
+            chunk = min(2 * PAGE_SIZE - ((addr + done) & (PAGE_SIZE - 1)), length - done)
+            self.poke(addr + done, chunk, source)
+            done += chunk
+
+    def bp_batch(self, sites: Sequence[tuple[int, int]], source: str = "text_poke_bp") -> None:
+        """text_poke_bp_batch over ``(addr, len)`` sites: int3 first, then the tail, then byte 0.
+
+        Each of the three steps pokes every site that needs it and ends with text_poke_sync
+        (one IPI round to all CPUs); steps 2 and 3 sync only when they wrote something.
+        """
+        if not sites:
+            return
+        for addr, _ in sites:
+            self.poke(addr, INT3_INSN_SIZE, source)
+        self.m.sync_cores(source)
+        tails = [(addr, n) for addr, n in sites if n > INT3_INSN_SIZE]
+        for addr, n in tails:
+            self.poke(addr + INT3_INSN_SIZE, n - INT3_INSN_SIZE, source)
+        if tails:
+            self.m.sync_cores(source)
+        for addr, _ in sites:
+            self.poke(addr, INT3_INSN_SIZE, source)
+        self.m.sync_cores(source)

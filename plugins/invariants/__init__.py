@@ -1,0 +1,89 @@
+"""Invariants as an observer: W^X across aliases, and nothing leaked at teardown.
+
+A page breaks W^X when it is writable through one alias (its vmalloc mapping, its
+direct-map entry, a stale TLB entry) while executable through another. The per-CPU
+temporary mapping of text_poke is writable by design; it is allowed, and counted. Each
+time a page enters the W+X state a ``wx_violation`` event is emitted; with
+``Machine(strict=True)`` it raises instead.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from permalloc import Event, InvariantViolation, Machine, hookimpl
+from permalloc import events as ev
+
+__version__ = "1.0"
+
+_ALIAS_EVENTS = frozenset(
+    {ev.MAP, ev.UNMAP, ev.PTE_PERM, ev.DIRECTMAP_PERM, ev.FLUSH_RANGE, ev.FLUSH_ALL, ev.PAGE_FREE}
+)
+
+
+class _State:
+    def __init__(self) -> None:
+        self.wx_pages: set[int] = set()
+        self.poke_aliases = 0
+
+
+def _state(machine: Machine) -> _State:
+    return machine.state("invariants", _State)
+
+
+@hookimpl
+def permalloc_machine_start(machine: Machine) -> None:
+    _state(machine)
+
+
+@hookimpl
+def permalloc_event(machine: Machine, event: Event) -> None:
+    kind = event.kind
+    if kind == ev.TEXT_POKE:
+        _state(machine).poke_aliases += 1
+        return
+    if kind not in _ALIAS_EVENTS or not event.pfns:
+        return
+    state = _state(machine)
+    entered = []
+    for pfn in event.pfns:
+        w, x = machine.page_access(pfn)
+        if w and x:
+            if pfn not in state.wx_pages:
+                state.wx_pages.add(pfn)
+                entered.append(pfn)
+        else:
+            state.wx_pages.discard(pfn)
+    if entered:
+        if machine.strict:
+            raise InvariantViolation(
+                f"W^X: {len(entered)} page(s) writable and executable after {kind} "
+                f"({event.source or 'no source'}) at {event.addr:#x}, pfn {entered[0]:#x}"
+            )
+        machine.emit(ev.WX_VIOLATION, len(entered), event.addr, source=event.source)
+
+
+@hookimpl(trylast=True)
+def permalloc_machine_teardown(machine: Machine) -> list[str]:
+    """Runs after every other teardown: everything must be back where it started."""
+    machine.vmalloc.purge(source="teardown")
+    problems = []
+    if machine.perm.live:
+        problems.append(f"{len(machine.perm.live)} perm_alloc allocation(s) still live")
+    if machine.phys.allocated_pages:
+        problems.append(f"{machine.phys.allocated_pages} physical page(s) leaked")
+    if len(machine.pagetables):
+        problems.append(f"{len(machine.pagetables)} kernel mapping(s) leaked")
+    busy = {id(space): space for space in machine.spaces.values() if len(space)}
+    for space in busy.values():
+        problems.append(f"{len(space)} area(s) of the {space.range.name} range leaked")
+    if machine.directmap.nondefault_pages():
+        problems.append(f"{machine.directmap.nondefault_pages()} direct-map page(s) left with changed permissions")
+    if machine.strict and problems:
+        raise InvariantViolation("leak at teardown: " + "; ".join(problems))
+    return problems
+
+
+@hookimpl
+def permalloc_result_extra(machine: Machine) -> dict[str, Any]:
+    return {"invariants": {"poke_alias_moments": _state(machine).poke_aliases, "wx_pages_now": len(_state(machine).wx_pages)}}

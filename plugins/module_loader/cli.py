@@ -1,0 +1,127 @@
+"""The ``permalloc ingest`` sub-command (wired into the ``permalloc`` CLI by a plugin hook)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from typing import Any
+
+__all__ = ["add_ingest_command", "run_ingest"]
+
+
+def add_ingest_command(subparsers: Any) -> None:
+    """Add ``ingest`` to an argparse sub-parsers object; sets ``func=run_ingest``."""
+    p = subparsers.add_parser(
+        "ingest",
+        help="ingest kernel modules (.ko, .ko.xz, .ko.zst) into a workload file",
+        description=(
+            "Read kernel modules (files, or directories such as an extracted "
+            "linux-image-*-unsigned package) and write a compact workload file "
+            "(gzipped JSON when FILE ends in .gz)."
+        ),
+    )
+    p.add_argument("paths", metavar="PATH", nargs="+", help="module file or directory")
+    p.add_argument("-o", "--output", metavar="FILE", required=True, help="workload file to write")
+    p.add_argument(
+        "--symvers",
+        metavar="FILE",
+        help="Module.symvers of the matching linux-headers package (tells kernel exports "
+        "from module exports; default: the exports found in the module set)",
+    )
+    p.add_argument(
+        "--jobs", "-j", metavar="N", type=int, default=os.cpu_count() or 1,
+        help="worker processes (default: %(default)s)",
+    )
+    p.add_argument("--package", metavar="NAME", help="package name to record (default: detected)")
+    p.add_argument("--version", metavar="VER", help="package version to record (default: detected)")
+    p.add_argument("--kernel-release", metavar="REL", help="kernel release (default: detected)")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary")
+    p.set_defaults(func=run_ingest)
+
+
+def run_ingest(args: argparse.Namespace) -> int:
+    """Run the sub-command; 0 on success, 1 if any file failed (listed on stderr)."""
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from .ingest import IngestError, ingest_paths
+
+    console = Console(stderr=True, highlight=False, soft_wrap=True)
+    failures: list[IngestError] = []
+
+    def report(err: IngestError) -> None:
+        failures.append(err)
+        console.print(str(err), markup=False, highlight=False, soft_wrap=True)
+
+    if args.jobs < 1:
+        console.print("permalloc ingest: --jobs must be at least 1", markup=False)
+        return 2
+    if args.symvers and not os.path.isfile(args.symvers):
+        console.print(f"{args.symvers}: no such file", markup=False)
+        return 2
+
+    start = time.perf_counter()
+    progress = Progress(
+        TextColumn("ingest"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+        disable=args.quiet,
+    )
+    task = progress.add_task("ingest", total=None)
+    with progress:
+        try:
+            result = ingest_paths(
+                args.paths,
+                symvers=args.symvers,
+                jobs=args.jobs,
+                package=args.package,
+                version=args.version,
+                kernel_release=getattr(args, "kernel_release", None),
+                on_total=lambda n: progress.update(task, total=n),
+                on_result=lambda k: progress.advance(task, k),
+                on_error=report,
+            )
+        except (OSError, ValueError) as exc:
+            console.print(f"permalloc ingest: {exc}", markup=False)
+            return 2
+
+    modules = len(result.document["modules"])
+    if modules:
+        result.write(args.output)
+    if not args.quiet:
+        if modules:
+            size = os.path.getsize(args.output)
+            console.print(
+                f"{modules} modules of {result.document['package']} "
+                f"{result.document['version']} ({result.document['kernel_release']}) -> "
+                f"{args.output} ({size / 1e6:.2f} MB) in {time.perf_counter() - start:.1f} s",
+                markup=False,
+            )
+        if result.unresolved:
+            console.print(
+                f"note: {result.unresolved} undefined symbols found neither in "
+                f"{'Module.symvers' if args.symvers else 'the modules exports'}; counted as kernel",
+                markup=False,
+            )
+    if not modules:
+        console.print(f"permalloc ingest: no module ingested, {args.output} not written", markup=False)
+    if failures:
+        # Each failure was printed once, as "FILE: reason", when it happened (above the
+        # progress bar, which is transient); end with the count.
+        console.print(
+            f"permalloc ingest: {len(failures)} file(s) failed (listed above)", markup=False
+        )
+        return 1
+    return 0 if modules else 1

@@ -1,0 +1,870 @@
+"""Ingestion: real kernel modules (``.ko``, ``.ko.xz``, ``.ko.zst``) into a compact workload.
+
+Every rule that decides where a section or a symbol goes is the rule of the kernel being
+modeled, Linux 6.1 (Debian bookworm), with Debian's configuration (CONFIG_SMP=y,
+CONFIG_MODULE_UNLOAD=y, CONFIG_KALLSYMS_ALL=y, CONFIG_LIVEPATCH=y, ARCH_SHF_SMALL=0 on
+x86).  Each rule carries a comment naming ``file:function`` in the 6.1 source.
+
+Speed: pyelftools parses and validates the ELF header (its structs are built once per
+process); the section header table, the symbol table and the relocation tables are read
+as numpy structured arrays straight from the file bytes and aggregated with numpy, never
+entry by entry in Python.  Files are spread over worker processes.
+
+The per-file work (:func:`ingest_file`) yields a :class:`ModuleRecord` in which undefined
+symbols are still names; :func:`ingest_paths` resolves them against ``Module.symvers``
+(or the exports found in the module set) and builds the workload.
+"""
+
+from __future__ import annotations
+
+import gzip
+import lzma
+import os
+import re
+import sys
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from elftools.common.exceptions import ELFError
+from elftools.elf.enums import ENUM_E_MACHINE, ENUM_E_TYPE, ENUM_RELOC_TYPE_x64
+from elftools.elf.structs import ELFStructs
+
+from .workload import (
+    FORMAT,
+    FORMAT_VERSION,
+    MEM_CLASSES,
+    TABLE_NAMES,
+    MemClass,
+    Workload,
+    _Strings,
+    workload_from_document,
+    write_document,
+)
+
+__all__ = [
+    "IngestError",
+    "IngestResult",
+    "ModuleRecord",
+    "TABLE_ENTRY_SIZES",
+    "detect_package",
+    "find_module_files",
+    "ingest_file",
+    "ingest_paths",
+    "read_symvers",
+    "section_flags_str",
+]
+
+# ----------------------------------------------------------------------------- constants
+
+SHT_NULL, SHT_SYMTAB, SHT_RELA, SHT_NOBITS, SHT_REL = 0, 2, 4, 8, 9
+SHF_WRITE, SHF_ALLOC, SHF_EXECINSTR = 0x1, 0x2, 0x4
+SHF_RELA_LIVEPATCH = 0x00100000  # include/uapi/linux/elf.h
+SHF_RO_AFTER_INIT = 0x00200000  # include/uapi/linux/elf.h (kernel-internal flag)
+ARCH_SHF_SMALL = 0  # kernel/module/internal.h: 0 unless the arch defines it (x86 does not)
+SHN_UNDEF, SHN_LORESERVE, SHN_ABS, SHN_COMMON, SHN_LIVEPATCH = 0, 0xFF00, 0xFFF1, 0xFFF2, 0xFF20
+STB_WEAK = 2
+EM_X86_64 = 62
+
+#: Entry sizes on x86-64 in Linux 6.1 (the struct each table holds):
+TABLE_ENTRY_SIZES: dict[str, int] = {
+    ".altinstructions": 12,  # arch/x86/include/asm/alternative.h: struct alt_instr (packed)
+    ".parainstructions": 16,  # asm/paravirt_types.h: struct paravirt_patch_site {u8 *; u8; u8}
+    "__jump_table": 16,  # include/linux/jump_label.h: struct jump_entry {s32; s32; long}
+    "__mcount_loc": 8,  # kernel/module/main.c:find_module_sections: unsigned long
+    "__patchable_function_entries": 8,  # same (FTRACE_CALLSITE_SECTION alternative)
+    ".orc_unwind_ip": 4,  # arch/x86/kernel/unwind_orc.c: int
+    ".static_call_sites": 8,  # include/linux/static_call_types.h: {s32 addr; s32 key}
+    ".retpoline_sites": 4,  # arch/x86/kernel/alternative.c:apply_retpolines: s32
+    ".return_sites": 4,  # alternative.c:apply_returns: s32
+    ".call_sites": 4,  # 6.2+ call depth tracking: s32 (absent from 6.1 modules)
+    ".ibt_endbr_seal": 4,  # alternative.c:apply_ibt_endbr: s32
+    ".smp_locks": 4,  # alternative.c:alternatives_smp_module_add: s32
+}
+assert tuple(TABLE_ENTRY_SIZES) == TABLE_NAMES
+
+SHDR_DT = np.dtype(
+    [("name", "<u4"), ("type", "<u4"), ("flags", "<u8"), ("addr", "<u8"), ("offset", "<u8"),
+     ("size", "<u8"), ("link", "<u4"), ("info", "<u4"), ("addralign", "<u8"), ("entsize", "<u8")]
+)
+SYM_DT = np.dtype(
+    [("name", "<u4"), ("info", "u1"), ("other", "u1"), ("shndx", "<u2"), ("value", "<u8"),
+     ("size", "<u8")]
+)
+RELA_DT = np.dtype([("offset", "<u8"), ("info", "<u8"), ("addend", "<i8")])
+assert SHDR_DT.itemsize == 64 and SYM_DT.itemsize == 24 and RELA_DT.itemsize == 24
+
+SIZEOF_ELF_SYM = 24
+SIZEOF_MOD_KALLSYMS = 32  # include/linux/module.h: struct mod_kallsyms {ptr; uint; ptr; ptr}
+
+_RELOC_NAMES = {v: k for k, v in ENUM_RELOC_TYPE_x64.items() if isinstance(v, int)}
+# Types pyelftools 0.33 does not name (x86-64 psABI):
+_RELOC_NAMES.setdefault(32, "R_X86_64_SIZE32")
+_RELOC_NAMES.setdefault(33, "R_X86_64_SIZE64")
+_RELOC_NAMES.setdefault(38, "R_X86_64_RELATIVE64")
+_RELOC_NAMES.setdefault(41, "R_X86_64_GOTPCRELX")
+_MACHINE_NAMES = {v: k for k, v in ENUM_E_MACHINE.items() if isinstance(v, int)}
+_TYPE_NAMES = {v: k for k, v in ENUM_E_TYPE.items() if isinstance(v, int)}
+
+# Target codes used between the workers and the resolver. 0..6 are MemClass indices.
+_T_PERCPU = 7
+_T_UNDEF0 = 16  # + index among the module's undefined symbols
+_CLASS_IX = {c: i for i, c in enumerate(MEM_CLASSES)}
+
+MODULE_SUFFIXES = (".ko", ".ko.xz", ".ko.zst", ".ko.gz")
+
+# ----------------------------------------------------------------------------- errors
+
+
+class IngestError(Exception):
+    """A file that could not be ingested.  ``str()`` is one line: ``FILE: reason``."""
+
+    def __init__(self, path: str | os.PathLike[str], reason: str) -> None:
+        self.path = str(path)
+        self.reason = " ".join(str(reason).split())  # one line, whatever the cause said
+        super().__init__(self.path, self.reason)
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}"
+
+    def __reduce__(self):  # picklable across the process pool
+        return (IngestError, (self.path, self.reason))
+
+
+class _Malformed(Exception):
+    """Raised inside the parser; turned into IngestError with the file name."""
+
+
+# ----------------------------------------------------------------------------- records
+
+
+@dataclass
+class ModuleRecord:
+    """One parsed module before undefined symbols are resolved (plain, picklable data)."""
+
+    path: str
+    name: str
+    depends: list[str]
+    vermagic: str | None
+    sections: list[tuple[str, int, int, str, int]]  # name, size, align, flags, class index
+    kallsyms_core_bytes: int
+    kallsyms_init_bytes: int
+    percpu_size: int
+    #: (reloc type number, source class index, target code, count); target code is a
+    #: MemClass index, _T_PERCPU, or _T_UNDEF0 + index into ``undefined``.
+    relocs: list[tuple[int, int, int, int]]
+    tables: dict[str, int]
+    undefined: list[str]
+    weak_undefined: set[str] = field(default_factory=set)
+    exports: list[str] = field(default_factory=list)
+
+
+# ----------------------------------------------------------------------------- helpers
+
+_FLAG_CHARS = [
+    (0x1, "W"), (0x2, "A"), (0x4, "X"), (0x10, "M"), (0x20, "S"), (0x40, "I"), (0x80, "L"),
+    (0x100, "O"), (0x200, "G"), (0x400, "T"), (0x800, "C"), (0x00200000, "R"),
+    (0x01000000, "D"), (0x10000000, "l"), (0x80000000, "E"),
+]
+
+
+def section_flags_str(flags: int) -> str:
+    """sh_flags as ``readelf -W -S`` prints them for an x86-64 object (lowest bit first)."""
+    out = []
+    rest = flags
+    for bit, ch in _FLAG_CHARS:
+        if flags & bit:
+            out.append(ch)
+            rest &= ~bit
+    if rest & 0x0FF00000:
+        out.append("o")
+        rest &= ~0x0FF00000
+    if rest & 0xF0000000:
+        out.append("p")
+        rest &= ~0xF0000000
+    if rest:
+        out.append("x")
+    return "".join(out)
+
+
+def module_name(name: str) -> str:
+    """Module names as the kernel knows them: '-' folded to '_' (scripts/Makefile.lib
+    KBUILD_MODNAME; modprobe treats both as equal)."""
+    return name.replace("-", "_")
+
+
+def _stem(path: str) -> str:
+    base = os.path.basename(path)
+    for suffix in (".zst", ".xz", ".gz"):
+        if base.endswith(suffix):
+            base = base[: -len(suffix)]
+            break
+    for suffix in (".ko", ".o"):
+        if base.endswith(suffix):
+            return base[: -len(suffix)]
+    return base
+
+
+def _read_file(path: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        raise _Malformed(f"cannot read: {exc.strerror or exc}") from None
+    try:
+        if path.endswith(".xz"):
+            return lzma.decompress(data)
+        if path.endswith(".zst"):
+            import zstandard
+
+            return zstandard.ZstdDecompressor().decompressobj().decompress(data)
+        if path.endswith(".gz"):
+            return gzip.decompress(data)
+    except (lzma.LZMAError, EOFError, OSError, ValueError) as exc:
+        raise _Malformed(f"corrupt compressed file: {exc}") from None
+    except Exception as exc:  # zstandard.ZstdError and friends
+        raise _Malformed(f"corrupt compressed file: {exc}") from None
+    return data
+
+
+_STRUCTS: ELFStructs | None = None
+
+
+def _elf_header(data: bytes) -> Any:
+    """Parse and check the ELF header (kernel/module/main.c:elf_validity_check)."""
+    global _STRUCTS
+    if len(data) < 64:
+        if data[:4] == b"\x7fELF":
+            raise _Malformed(f"truncated ELF header ({len(data)} bytes)")
+        raise _Malformed("not an ELF file")
+    if data[:4] != b"\x7fELF":
+        raise _Malformed("not an ELF file (bad magic)")
+    if data[4] != 2 or data[5] != 1:
+        # Say which machine it is for, through pyelftools' own header parsing.
+        try:
+            structs = ELFStructs(little_endian=data[5] == 1, elfclass=32 if data[4] == 1 else 64)
+            structs.create_basic_structs()
+            hdr = structs.Elf_Ehdr.parse(data)
+            what = f"{hdr['e_ident']['EI_CLASS']} {hdr['e_ident']['EI_DATA']} {hdr['e_machine']}"
+        except Exception:
+            what = f"EI_CLASS={data[4]} EI_DATA={data[5]}"
+        raise _Malformed(f"wrong machine: {what}, expected ELFCLASS64 little-endian EM_X86_64")
+    if _STRUCTS is None:
+        structs = ELFStructs(little_endian=True, elfclass=64)
+        structs.create_basic_structs()
+        _STRUCTS = structs
+    try:
+        hdr = _STRUCTS.Elf_Ehdr.parse(data[:64])
+    except Exception as exc:
+        raise _Malformed(f"bad ELF header: {exc}") from None
+    machine = hdr["e_machine"]
+    if machine != "EM_X86_64":  # elf_check_arch()
+        raise _Malformed(f"wrong machine: {machine}, expected EM_X86_64")
+    if hdr["e_type"] != "ET_REL":
+        raise _Malformed(f"not a relocatable object ({hdr['e_type']}), modules are ET_REL")
+    if hdr["e_shentsize"] != 64:
+        raise _Malformed(f"bad e_shentsize {hdr['e_shentsize']}")
+    shoff, shnum = hdr["e_shoff"], hdr["e_shnum"]
+    if shnum == 0 or shoff >= len(data) or shnum * 64 > len(data) - shoff:
+        raise _Malformed(
+            f"section header table out of file (e_shoff={shoff}, e_shnum={shnum}, "
+            f"file {len(data)} bytes): truncated?"
+        )
+    if hdr["e_shstrndx"] == SHN_UNDEF or hdr["e_shstrndx"] >= shnum:
+        raise _Malformed(f"bad e_shstrndx {hdr['e_shstrndx']} (e_shnum {shnum})")
+    return hdr
+
+
+def _cstr(data: bytes, off: int, end: int) -> str:
+    stop = data.find(b"\0", off, end)
+    if stop < 0:
+        raise _Malformed("unterminated string in string table")
+    return data[off:stop].decode("utf-8", "replace")
+
+
+def _parse_modinfo(blob: bytes) -> list[tuple[str, str]]:
+    out = []
+    for item in blob.split(b"\0"):
+        if b"=" in item:
+            k, _, v = item.partition(b"=")
+            out.append((k.decode("utf-8", "replace"), v.decode("utf-8", "replace")))
+    return out
+
+
+# ----------------------------------------------------------------------------- one file
+
+
+def ingest_file(path: str | os.PathLike[str]) -> ModuleRecord:
+    """Parse one module file.  Raises :class:`IngestError` naming the file on bad input."""
+    spath = os.fspath(path)
+    try:
+        return _ingest(spath, _read_file(spath))
+    except IngestError:
+        raise
+    except (_Malformed, ELFError) as exc:
+        raise IngestError(spath, str(exc)) from None
+    except Exception as exc:  # a malformed file must never take the whole run down
+        raise IngestError(spath, f"malformed ELF ({type(exc).__name__}: {exc})") from None
+
+
+def _ingest(path: str, data: bytes) -> ModuleRecord:
+    hdr = _elf_header(data)
+    size = len(data)
+    shnum = hdr["e_shnum"]
+    sh = np.frombuffer(data, SHDR_DT, count=shnum, offset=hdr["e_shoff"])
+    types = sh["type"].tolist()
+    raw_flags = sh["flags"].tolist()
+    offsets = sh["offset"].tolist()
+    sizes = sh["size"].tolist()
+    links = sh["link"].tolist()
+    infos = sh["info"].tolist()
+    aligns = sh["addralign"].tolist()
+    name_offs = sh["name"].tolist()
+
+    # kernel/module/main.c:elf_validity_check: section 0 is SHT_NULL, every section with
+    # contents lies inside the file (validate_section_offset), the name table ends in NUL.
+    if types[0] != SHT_NULL or sizes[0] != 0:
+        raise _Malformed("section 0 is not SHT_NULL/empty")
+    for i in range(1, shnum):
+        if types[i] != SHT_NOBITS and types[i] != SHT_NULL and offsets[i] + sizes[i] > size:
+            raise _Malformed(
+                f"section {i} (offset {offsets[i]:#x} size {sizes[i]:#x}) runs past the end "
+                f"of the file ({size:#x} bytes): truncated?"
+            )
+    shstr = hdr["e_shstrndx"]
+    s_off, s_size = offsets[shstr], sizes[shstr]
+    if s_size == 0 or data[s_off + s_size - 1] != 0:
+        raise _Malformed("section name table is empty or not NUL-terminated")
+    s_end = s_off + s_size
+    names = []
+    for i in range(shnum):
+        if name_offs[i] >= s_size:
+            raise _Malformed(f"section {i} name offset out of the name table")
+        names.append(_cstr(data, s_off + name_offs[i], s_end))
+
+    # kernel/module/main.c:find_sec: the first SHF_ALLOC section of that name.
+    def find_sec(name: str, flags: list[int]) -> int:
+        for i in range(1, shnum):
+            if flags[i] & SHF_ALLOC and names[i] == name:
+                return i
+        return 0
+
+    # ------------------------------------------------------------------ modinfo
+    # kernel/module/main.c:setup_load_info: index.info = find_sec(".modinfo").
+    info_idx = find_sec(".modinfo", raw_flags)
+    modinfo: list[tuple[str, str]] = []
+    if info_idx and types[info_idx] != SHT_NOBITS:
+        modinfo = _parse_modinfo(data[offsets[info_idx] : offsets[info_idx] + sizes[info_idx]])
+    mi = dict(modinfo)
+    name = module_name(mi.get("name") or _stem(path))
+    depends = [module_name(d) for d in mi.get("depends", "").split(",") if d]
+    # kernel/module/livepatch.h:is_livepatch_module (CONFIG_LIVEPATCH=y): modinfo livepatch=Y
+    livepatch = mi.get("livepatch") == "Y"
+
+    # ------------------------------------------------------------------ the loader's flag edits
+    flags = list(raw_flags)
+    # kernel/module/main.c:setup_load_info: index.vers = find_sec("__versions");
+    # index.pcpu = find_pcpusec() = find_sec(".data..percpu") (CONFIG_SMP=y).
+    vers_idx = find_sec("__versions", raw_flags)
+    pcpu_idx = find_sec(".data..percpu", raw_flags)
+    # kernel/module/main.c:rewrite_section_headers: "Track but don't keep modinfo and
+    # version sections": SHF_ALLOC cleared on __versions and .modinfo.
+    for ix in (vers_idx, info_idx):
+        if ix:
+            flags[ix] &= ~SHF_ALLOC
+    # kernel/module/main.c:layout_and_allocate: "We will do a special allocation for
+    # per-cpu sections later": SHF_ALLOC cleared on .data..percpu (per-CPU area).
+    if pcpu_idx:
+        flags[pcpu_idx] &= ~SHF_ALLOC
+    percpu_size = sizes[pcpu_idx] if pcpu_idx else 0
+    # kernel/module/main.c:layout_and_allocate: SHF_RO_AFTER_INIT is set on
+    # ".data..ro_after_init" and (6.1) on "__jump_table".
+    for sec_name in (".data..ro_after_init", "__jump_table"):
+        ix = find_sec(sec_name, flags)
+        if ix:
+            flags[ix] |= SHF_RO_AFTER_INIT
+
+    # ------------------------------------------------------------------ layout_sections
+    # kernel/module/main.c:layout_sections: five masks {required, forbidden}, tried in
+    # order; a section goes to the first mask it matches.  Init or core is decided by
+    # kernel/module/main.c:module_init_layout_section: module_init_section() (name starts
+    # with ".init") -- and exit sections (".exit", module_exit_section) only when
+    # !CONFIG_MODULE_UNLOAD; Debian has CONFIG_MODULE_UNLOAD=y, so .exit.* stay in core.
+    masks = (
+        (SHF_EXECINSTR | SHF_ALLOC, ARCH_SHF_SMALL),  # m=0 text
+        (SHF_ALLOC, SHF_WRITE | ARCH_SHF_SMALL),  # m=1 read-only data
+        (SHF_RO_AFTER_INIT | SHF_ALLOC, ARCH_SHF_SMALL),  # m=2 ro_after_init
+        (SHF_WRITE | SHF_ALLOC, ARCH_SHF_SMALL),  # m=3 writable data
+        (ARCH_SHF_SMALL | SHF_ALLOC, 0),  # m=4 small data (none on x86)
+    )
+    # m=2 in the init layout: "RO after init doesn't apply to init_layout", the section
+    # lands after init ro_size, i.e. in init's writable part.
+    core_class = (MemClass.TEXT, MemClass.RODATA, MemClass.RO_AFTER_INIT, MemClass.DATA, MemClass.DATA)
+    init_class = (MemClass.INIT_TEXT, MemClass.INIT_RODATA, MemClass.INIT_DATA, MemClass.INIT_DATA,
+                  MemClass.INIT_DATA)
+    is_init = [n.startswith(".init") for n in names]
+    sec_class: list[int] = [-1] * shnum
+    for m, (need, forbid) in enumerate(masks):
+        for i in range(shnum):
+            f = flags[i]
+            if sec_class[i] >= 0 or (f & need) != need or (f & forbid):
+                continue
+            sec_class[i] = _CLASS_IX[init_class[m] if is_init[i] else core_class[m]]
+
+    sections = [
+        (names[i], sizes[i], aligns[i], section_flags_str(raw_flags[i]), sec_class[i])
+        for i in range(shnum)
+        if sec_class[i] >= 0
+    ]
+
+    # ------------------------------------------------------------------ tables
+    # kernel/module/main.c:find_module_sections / arch/x86/kernel/module.c:module_finalize
+    # locate these by name (find_sec: SHF_ALLOC ones) and walk sh_size / sizeof(entry).
+    tables = {}
+    for tname, entsize in TABLE_ENTRY_SIZES.items():
+        ix = find_sec(tname, flags)
+        if ix and sizes[ix] // entsize:
+            tables[tname] = sizes[ix] // entsize
+
+    # ------------------------------------------------------------------ symbols
+    # kernel/module/main.c:setup_load_info: the first SHT_SYMTAB; its sh_link is the strtab.
+    sym_idx = next((i for i in range(1, shnum) if types[i] == SHT_SYMTAB), 0)
+    if not sym_idx:
+        raise _Malformed("module has no symbols (stripped?)")
+    str_idx = links[sym_idx]
+    if str_idx == 0 or str_idx >= shnum or types[str_idx] == SHT_NOBITS:
+        raise _Malformed(f"symbol table has a bad string table link {str_idx}")
+    if sizes[sym_idx] % SIZEOF_ELF_SYM:
+        raise _Malformed("symbol table size is not a multiple of sizeof(Elf64_Sym)")
+    nsyms = sizes[sym_idx] // SIZEOF_ELF_SYM
+    if nsyms == 0:
+        raise _Malformed("empty symbol table")
+    syms = np.frombuffer(data, SYM_DT, count=nsyms, offset=offsets[sym_idx])
+    str_off, str_size = offsets[str_idx], sizes[str_idx]
+    st_name = syms["name"].astype(np.int64)
+    shndx = syms["shndx"].astype(np.int64)
+    if int(st_name.max()) >= max(str_size, 1):
+        raise _Malformed("symbol name offset past the end of the string table")
+    strtab = np.frombuffer(data, np.uint8, count=str_size, offset=str_off)
+    nul = np.flatnonzero(strtab == 0)
+    pos = np.searchsorted(nul, st_name)
+    if nul.size == 0 or int(pos.max()) >= nul.size:
+        raise _Malformed("unterminated symbol name")
+    name_len = nul[pos] - st_name
+
+    # kernel/module/main.c:simplify_symbols: SHN_COMMON is refused; any other index at or
+    # past e_shnum that is not SHN_ABS/SHN_LIVEPATCH is "an invalid section index".
+    reserved = shndx >= SHN_LORESERVE
+    if np.any(shndx == SHN_COMMON):
+        raise _Malformed("common symbol (modules are built with -fno-common)")
+    bad = (shndx >= shnum) & ~((shndx == SHN_ABS) | (shndx == SHN_LIVEPATCH))
+    if np.any(bad):
+        raise _Malformed(f"symbol {int(np.flatnonzero(bad)[0])} has an invalid section index")
+
+    # kallsyms, kernel/module/kallsyms.c:layout_symtab.  Core keeps symbol 0 and every
+    # is_core_symbol(): named, defined, and (CONFIG_KALLSYMS_ALL=y) either in the per-cpu
+    # section or in an SHF_ALLOC section that is not laid out in init; a livepatch module
+    # keeps all.  Core bytes = ndst*sizeof(Elf_Sym) + their strings + ndst type chars.
+    # Init bytes = the full symtab + strtab, struct mod_kallsyms, nsrc type chars.
+    core_sec = np.zeros(shnum + 1, dtype=bool)  # last slot: reserved/out-of-range indices
+    for i in range(shnum):
+        core_sec[i] = bool(flags[i] & SHF_ALLOC) and not is_init[i]
+    if pcpu_idx:
+        core_sec[pcpu_idx] = True
+    if livepatch:
+        core = np.ones(nsyms, dtype=bool)
+    else:
+        core = (shndx != SHN_UNDEF) & (st_name != 0) & core_sec[np.minimum(shndx, shnum)]
+        core[0] = True
+    ndst = int(core.sum())
+    kallsyms_core = ndst * SIZEOF_ELF_SYM + int((name_len[core] + 1).sum()) + ndst
+    kallsyms_init = sizes[sym_idx] + str_size + SIZEOF_MOD_KALLSYMS + nsyms
+
+    # Undefined symbols (kernel/module/main.c:simplify_symbols resolves each SHN_UNDEF
+    # symbol; "_GLOBAL_OFFSET_TABLE_" is ignored on x86, ignore_undef_symbol()).
+    undef_ix = np.flatnonzero(shndx == SHN_UNDEF)
+    undef_ix = undef_ix[undef_ix != 0]
+    undefined = [_cstr(data, str_off + int(st_name[j]), str_off + str_size) for j in undef_ix]
+    bind = syms["info"][undef_ix] >> 4
+    weak = {n for n, b in zip(undefined, bind.tolist()) if b == STB_WEAK}
+
+    # Exports: EXPORT_SYMBOL* emits __ksymtab_<sym> in __ksymtab / __ksymtab_gpl
+    # (include/linux/export.h).
+    ksym_secs = [i for i in range(shnum) if names[i] in ("__ksymtab", "__ksymtab_gpl")]
+    exports: list[str] = []
+    if ksym_secs:
+        for j in np.flatnonzero(np.isin(shndx, ksym_secs) & (st_name != 0)).tolist():
+            s = _cstr(data, str_off + int(st_name[j]), str_off + str_size)
+            if s.startswith("__ksymtab_"):
+                exports.append(s[len("__ksymtab_"):])
+
+    # Target code of every symbol for the relocation aggregates.
+    sec_code = np.full(shnum + 1, -1, dtype=np.int64)
+    for i in range(shnum):
+        sec_code[i] = sec_class[i]
+    if pcpu_idx:
+        sec_code[pcpu_idx] = _T_PERCPU
+    tcode = sec_code[np.minimum(shndx, shnum)]
+    tcode[undef_ix] = _T_UNDEF0 + np.arange(undef_ix.size)
+    # SHN_ABS / SHN_LIVEPATCH symbols, symbol 0, and symbols in sections the loader does
+    # not keep (code -1: it would point into the temporary copy it frees after loading)
+    # all mean an address outside the module's allocations; the resolver counts them as
+    # "kernel".  The Debian 6.1 modules have no such relocation from an allocated section.
+    tcode[reserved] = -2
+    tcode[0] = -3
+
+    # ------------------------------------------------------------------ relocations
+    # kernel/module/main.c:apply_relocations: every section whose sh_info names a section
+    # that is still SHF_ALLOC after the edits above ("Don't bother with non-allocated
+    # sections"); livepatch RELA sections are applied later by klp, not counted here.
+    keys = []
+    for i in range(1, shnum):
+        if types[i] not in (SHT_RELA, SHT_REL):
+            continue
+        target = infos[i]
+        if target >= shnum or not (flags[target] & SHF_ALLOC) or raw_flags[i] & SHF_RELA_LIVEPATCH:
+            continue
+        if types[i] == SHT_REL:
+            # kernel/module/main.c:apply_relocate (weak default): "REL relocation unsupported"
+            raise _Malformed(f"SHT_REL section {names[i]} (x86-64 modules use RELA)")
+        if sizes[i] % RELA_DT.itemsize:
+            raise _Malformed(f"{names[i]}: size is not a multiple of sizeof(Elf64_Rela)")
+        n = sizes[i] // RELA_DT.itemsize
+        if n == 0:
+            continue
+        src = sec_class[target]
+        info = np.frombuffer(data, RELA_DT, count=n, offset=offsets[i])["info"]
+        symi = (info >> np.uint64(32)).astype(np.int64)
+        rtype = (info & np.uint64(0xFFFFFFFF)).astype(np.int64)
+        if int(symi.max()) >= nsyms:
+            raise _Malformed(f"{names[i]}: relocation symbol index out of the symbol table")
+        if int(rtype.max()) >= 1 << 16:
+            raise _Malformed(f"{names[i]}: unknown relocation type {int(rtype.max())}")
+        t = tcode[symi]
+        # key: type (16 bits) | source class (8 bits) | target code + 8 (32 bits)
+        keys.append((rtype << 40) | (src << 32) | (t + 8))
+    relocs: list[tuple[int, int, int, int]] = []
+    if keys:
+        uniq, counts = np.unique(np.concatenate(keys), return_counts=True)
+        for k, c in zip(uniq.tolist(), counts.tolist()):
+            relocs.append((k >> 40, (k >> 32) & 0xFF, (k & 0xFFFFFFFF) - 8, c))
+    return ModuleRecord(
+        path=path,
+        name=name,
+        depends=depends,
+        vermagic=mi.get("vermagic"),
+        sections=sections,
+        kallsyms_core_bytes=kallsyms_core,
+        kallsyms_init_bytes=kallsyms_init,
+        percpu_size=percpu_size,
+        relocs=relocs,
+        tables=tables,
+        undefined=undefined,
+        weak_undefined=weak,
+        exports=exports,
+    )
+
+
+def _ingest_batch(paths: Sequence[str]) -> list[ModuleRecord | IngestError]:
+    out: list[ModuleRecord | IngestError] = []
+    for p in paths:
+        try:
+            out.append(ingest_file(p))
+        except IngestError as exc:
+            out.append(exc)
+    return out
+
+
+# ----------------------------------------------------------------------------- many files
+
+
+def find_module_files(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[str], list[IngestError]]:
+    """Expand directories to the module files under them (sorted); files given explicitly
+    are taken whatever their name.  Missing paths come back as errors."""
+    files: list[str] = []
+    errors: list[IngestError] = []
+    for p in paths:
+        sp = os.fspath(p)
+        if os.path.isdir(sp):
+            found = []
+            for root, dirs, names in os.walk(sp):
+                dirs.sort()
+                found += [os.path.join(root, n) for n in names if n.endswith(MODULE_SUFFIXES)]
+            files += sorted(found)
+        elif os.path.exists(sp):
+            files.append(sp)
+        else:
+            errors.append(IngestError(sp, "no such file or directory"))
+    return files, errors
+
+
+def read_symvers(path: str | os.PathLike[str]) -> dict[str, str | None]:
+    """``Module.symvers``: symbol -> exporting module name (None for vmlinux).
+
+    Lines are ``CRC<TAB>symbol<TAB>module path<TAB>export type<TAB>namespace``
+    (scripts/mod/modpost.c:write_dump)."""
+    out: dict[str, str | None] = {}
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for lineno, line in enumerate(f, 1):
+            parts = line.rstrip("\n").split("\t")
+            if len(parts) < 3:
+                if line.strip():
+                    raise ValueError(f"{path}:{lineno}: not a Module.symvers line")
+                continue
+            mod = parts[2]
+            out[parts[1]] = None if mod == "vmlinux" else module_name(os.path.basename(mod))
+    return out
+
+
+_DEB_DIR = re.compile(r"^(linux-image-[^_/]+)_([^_/]+)(?:_[^_/]+)?(?:\.deb)?$")
+
+
+def detect_package(paths: Sequence[str | os.PathLike[str]]) -> tuple[str | None, str | None]:
+    """Package name and version from an extracted Debian package.
+
+    Tries, for each path and its parents: ``DEBIAN/control`` (``dpkg-deb -R``), then
+    ``usr/share/doc/linux-image-*/changelog.Debian.gz`` (``dpkg-deb -x``), then a directory
+    named like the .deb (``linux-image-..._VERSION_amd64``)."""
+    for p in paths:
+        path = Path(p).resolve()
+        for d in [path, *path.parents]:
+            control = d / "DEBIAN" / "control"
+            if control.is_file():
+                fields = {}
+                for line in control.read_text(errors="replace").splitlines():
+                    k, sep, v = line.partition(":")
+                    if sep and not k.startswith(" "):
+                        fields[k.strip()] = v.strip()
+                if "Package" in fields:
+                    return fields["Package"], fields.get("Version")
+            docs = d / "usr" / "share" / "doc"
+            if docs.is_dir():
+                for pkg in sorted(docs.glob("linux-image-*")):
+                    changelog = pkg / "changelog.Debian.gz"
+                    if changelog.is_file():
+                        with gzip.open(changelog, "rt", errors="replace") as f:
+                            first = f.readline()
+                        m = re.match(r"^\S+ \(([^)]+)\)", first)
+                        return pkg.name, m.group(1) if m else None
+            m = _DEB_DIR.match(d.name)
+            if m:
+                return m.group(1), m.group(2)
+    return None, None
+
+
+def _kernel_release(files: Sequence[str], records: Sequence[ModuleRecord]) -> str:
+    for f in files:
+        parts = Path(f).parts
+        for i, part in enumerate(parts[:-2]):
+            if part == "lib" and parts[i + 1] == "modules":
+                return parts[i + 2]
+    for r in records:
+        if r.vermagic:
+            return r.vermagic.split()[0]
+    return "unknown"
+
+
+@dataclass
+class IngestResult:
+    workload: Workload
+    document: dict[str, Any]  #: the compact document (what write_document stores)
+    errors: list[IngestError]
+    unresolved: int  #: undefined symbols found neither in Module.symvers nor in exports
+
+    def write(self, path: str | os.PathLike[str]) -> None:
+        write_document(self.document, path)
+
+
+def _run(
+    files: list[str],
+    jobs: int,
+    on_result: Callable[[int], None] | None,
+) -> list[ModuleRecord | IngestError]:
+    if jobs <= 1 or len(files) <= 1:
+        out = []
+        for f in files:
+            out += _ingest_batch([f])
+            if on_result:
+                on_result(1)
+        return out
+    # Biggest files first so that the last batches are small (better balance), then
+    # batches of about 1/64 of the work per worker.
+    sizes = {}
+    for f in files:
+        try:
+            sizes[f] = os.path.getsize(f)
+        except OSError:
+            sizes[f] = 0
+    order = sorted(files, key=lambda f: -sizes[f])
+    target = max(1, sum(sizes.values()) // (jobs * 64))
+    batches: list[list[str]] = []
+    cur: list[str] = []
+    acc = 0
+    for f in order:
+        cur.append(f)
+        acc += sizes[f]
+        if acc >= target or len(cur) >= 64:
+            batches.append(cur)
+            cur, acc = [], 0
+    if cur:
+        batches.append(cur)
+    results: dict[str, ModuleRecord | IngestError] = {}
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        pending = {pool.submit(_ingest_batch, b): b for b in batches}
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in done:
+                batch = pending.pop(fut)
+                try:
+                    res = fut.result()
+                except Exception as exc:  # a worker died (e.g. killed): name its files
+                    res = [IngestError(f, f"worker failed: {exc}") for f in batch]
+                results.update(zip(batch, res))
+                if on_result:
+                    on_result(len(batch))
+    return [results[f] for f in files]
+
+
+def ingest_paths(
+    paths: Sequence[str | os.PathLike[str]],
+    *,
+    symvers: str | os.PathLike[str] | None = None,
+    jobs: int | None = None,
+    package: str | None = None,
+    version: str | None = None,
+    kernel_release: str | None = None,
+    on_total: Callable[[int], None] | None = None,
+    on_result: Callable[[int], None] | None = None,
+    on_error: Callable[[IngestError], None] | None = None,
+) -> IngestResult:
+    """Ingest module files and directories into a workload.
+
+    ``on_total(n)`` is called once with the number of files, ``on_result(k)`` after each
+    k files, ``on_error(err)`` for each file that failed (as soon as it is known)."""
+    files, errors = find_module_files(paths)
+    if on_error:
+        for e in errors:
+            on_error(e)
+    if on_total:
+        on_total(len(files))
+    jobs = max(1, jobs or os.cpu_count() or 1)
+
+    raw = _run(files, jobs, on_result)
+    records: list[ModuleRecord] = []
+    seen: dict[str, str] = {}
+    for item in raw:
+        if isinstance(item, ModuleRecord) and item.name in seen:
+            item = IngestError(item.path, f"duplicate module {item.name} (also {seen[item.name]})")
+        if isinstance(item, IngestError):
+            errors.append(item)
+            if on_error:
+                on_error(item)
+            continue
+        seen[item.name] = item.path
+        records.append(item)
+
+    # Who exports what: Module.symvers when given, and the modules' own __ksymtab.
+    exporters: dict[str, str | None] = {}
+    for r in records:
+        for sym in r.exports:
+            exporters.setdefault(sym, r.name)
+    if symvers is not None:
+        exporters.update(read_symvers(symvers))
+
+    strings = _Strings()
+    assert strings.classes == list(MEM_CLASSES)  # rows below use MEM_CLASSES indices
+    kernel_ix = strings.target_ix("kernel")
+    self_ix = [strings.target_ix(f"self:{c.value}") for c in MEM_CLASSES]
+    percpu_ix = strings.target_ix("percpu")
+    type_ix: dict[int, int] = {}
+    table_ix = {t: strings.table_ix(t) for t in TABLE_NAMES}
+    rows = []
+    unresolved = 0
+    for r in sorted(records, key=lambda r: r.name):
+        # Resolve each undefined symbol: vmlinux ("kernel") or the exporting module.
+        targets: list[int] = []
+        undefined_modules: Counter[str] = Counter()
+        undefined_kernel = 0
+        for sym in r.undefined:
+            exp = exporters.get(sym)
+            if exp is None or exp == r.name:
+                if (sym not in exporters and sym != "_GLOBAL_OFFSET_TABLE_"
+                        and sym not in r.weak_undefined):
+                    unresolved += 1
+                undefined_kernel += 1
+                targets.append(kernel_ix)
+            else:
+                undefined_modules[exp] += 1
+                targets.append(strings.target_ix(f"module:{exp}"))
+        agg: dict[tuple[int, int, int], int] = defaultdict(int)
+        for rtype, src, t, n in r.relocs:
+            if t >= _T_UNDEF0:
+                tgt = targets[t - _T_UNDEF0]
+            elif t == _T_PERCPU:
+                tgt = percpu_ix
+            elif t >= 0:
+                tgt = self_ix[t]
+            else:  # SHN_ABS, symbol 0, non-allocated section: outside the module
+                tgt = kernel_ix
+            ti = type_ix.get(rtype)
+            if ti is None:
+                ti = type_ix[rtype] = strings.type_ix(_RELOC_NAMES.get(rtype) or f"R_X86_64_{rtype}")
+            agg[(ti, src, tgt)] += n
+        relocs = []
+        for key in sorted(agg, key=lambda k: (strings.reloc_types[k[0]], k[1], strings.targets[k[2]])):
+            relocs += (*key, agg[key])
+        tables = []
+        for tname, count in r.tables.items():
+            tables += (table_ix[tname], count)
+        # The compact row of workload.py (see the format comment there).
+        rows.append([
+            r.name,
+            r.depends,
+            [list(sec) for sec in r.sections],
+            r.kallsyms_core_bytes,
+            r.kallsyms_init_bytes,
+            relocs,
+            tables,
+            undefined_kernel,
+            dict(sorted(undefined_modules.items())),
+            r.percpu_size,
+        ])
+
+    if package is None or version is None:
+        det_pkg, det_ver = detect_package(paths)
+        package = package or det_pkg
+        version = version or det_ver
+    release = kernel_release or _kernel_release(files, records)
+    doc = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "package": package or "unknown",
+        "version": version or release,
+        "kernel_release": release,
+        "machine": "x86_64",
+        **strings.header(),
+        "modules": rows,
+    }
+    return IngestResult(
+        workload=workload_from_document(doc), document=doc, errors=errors, unresolved=unresolved
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:  # pragma: no cover - convenience
+    """``python -m permalloc.plugins.module_loader.ingest PATH... -o FILE``."""
+    import argparse
+
+    from .cli import add_ingest_command
+
+    parser = argparse.ArgumentParser(prog="permalloc")
+    add_ingest_command(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["ingest", *(sys.argv[1:] if argv is None else argv)])
+    return args.func(args)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

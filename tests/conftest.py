@@ -1,0 +1,27 @@
+"""Shared fixtures. Tests import the installed ``permalloc`` (tox installs the package);
+``--import-mode=importlib`` keeps the raw folders off sys.path."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from permalloc import Machine, MachineSpec, PolicySpec
+
+
+@pytest.fixture
+def arch() -> str:
+    """The arch under test: tox sets PERMALLOC_ARCH per env (py3-generic, py3-x86)."""
+    return os.environ.get("PERMALLOC_ARCH", "generic")
+
+
+@pytest.fixture
+def make_machine(arch: str):
+    def make(policy: PolicySpec | None = None, strict: bool = False, **spec) -> Machine:
+        spec.setdefault("arch", arch)
+        spec.setdefault("memory", 1 << 30)
+        spec.setdefault("cpus", 4)
+        return Machine(MachineSpec(**spec), policy, strict=strict)
+
+    return make
