@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from .pages import PAGE_SIZE, PAGES_PER_PMD, PMD_SIZE, PMDS_PER_PUD, PUD_SIZE
 from .perms import Perm
 
-DEFAULT = Perm.RW  # PAGE_KERNEL: present, writable, NX
+DEFAULT = int(Perm.RW)  # PAGE_KERNEL: present, writable, NX (plain ints: hot path)
 
 
 class DirectMap:
@@ -25,8 +25,8 @@ class DirectMap:
         self.n1g = self.n2m // PMDS_PER_PUD if gbpages else 0
         self.split_1g: set[int] = set()  # 1 GiB leaves broken into 2 MiB leaves
         self.split_2m: set[int] = set()  # 2 MiB leaves broken into 4 KiB leaves
-        self._perm: dict[int, Perm] = {}  # pfn -> permission, only where not DEFAULT
-        self._block_perm: dict[int, Perm] = {}  # unsplit 2 MiB leaf -> permission, if not DEFAULT
+        self._perm: dict[int, int] = {}  # pfn -> permission bits, only where not DEFAULT
+        self._block_perm: dict[int, int] = {}  # unsplit 2 MiB leaf -> permission bits, if not DEFAULT
         self.splits_1g = 0
         self.splits_2m = 0
         self.collapses_2m = 0
@@ -42,7 +42,7 @@ class DirectMap:
             return PAGE_SIZE
         return PUD_SIZE if self._in_1g_leaf(block) else PMD_SIZE
 
-    def perm(self, pfn: int) -> Perm:
+    def perm(self, pfn: int) -> int:
         block = pfn // PAGES_PER_PMD
         if block in self.split_2m or block >= self.n2m:
             return self._perm.get(pfn, DEFAULT)
@@ -79,6 +79,7 @@ class DirectMap:
         (try_preserve_large_page); otherwise it is split. Returns the PFNs whose permission
         changed and the number of 1 GiB and 2 MiB splits made.
         """
+        set_mask, clear_mask = int(set_mask), int(clear_mask)
         by_block: dict[int, list[int]] = {}
         for pfn in pfns:
             by_block.setdefault(pfn // PAGES_PER_PMD, []).append(pfn)
@@ -105,7 +106,7 @@ class DirectMap:
             changed.extend(self._change_pages(members, set_mask, clear_mask))
         return changed, s1g, s2m
 
-    def _change_pages(self, pfns: list[int], set_mask: Perm, clear_mask: Perm) -> list[int]:
+    def _change_pages(self, pfns: list[int], set_mask: int, clear_mask: int) -> list[int]:
         changed = []
         for pfn in pfns:
             old = self._perm.get(pfn, DEFAULT)

@@ -32,6 +32,7 @@ from .vmalloc import Vmalloc
 from .vspace import AddressSpace
 
 T = TypeVar("T")
+_W, _X = int(Perm.W), int(Perm.X)
 
 
 def kernel_version(text: str) -> tuple[int, int]:
@@ -203,7 +204,7 @@ class Machine:
             olds = dict(zip(pfns, old))
             base = self.arch.page_offset
             for pfn in changed:
-                self.tlb.add(base + (pfn << PAGE_SHIFT), (pfn,), (int(olds[pfn]),))
+                self.tlb.add(base + (pfn << PAGE_SHIFT), (pfn,), (olds[pfn],))
             self.emit(ev.DIRECTMAP_PERM, len(changed), base + (changed[0] << PAGE_SHIFT), changed, source)
         return changed
 
@@ -255,13 +256,13 @@ class Machine:
     # -- aliases (W^X) --------------------------------------------------------------------
     def page_access(self, pfn: int) -> tuple[bool, bool]:
         """(writable, executable) through any alias of ``pfn``: vmalloc, direct map, stale TLB."""
-        w = bool(self.directmap.perm(pfn) & Perm.W) or pfn in self.tlb.stale_w
+        w = bool(self.directmap.perm(pfn) & _W) or pfn in self.tlb.stale_w
         x = pfn in self.tlb.stale_x
         found = self.pagetables.rmap.get(pfn)
         if found is not None:
             perm = found[0].perms[found[1]]
-            w = w or bool(perm & Perm.W)
-            x = x or bool(perm & Perm.X)
+            w = w or bool(perm & _W)
+            x = x or bool(perm & _X)
         return w, x
 
     # -- contract ---------------------------------------------------------------------------

@@ -14,6 +14,9 @@ from .pages import PAGE_SHIFT
 from .perms import Perm
 
 
+_W, _X = int(Perm.W), int(Perm.X)
+
+
 class TLBState:
     def __init__(self) -> None:
         self._stale: dict[int, tuple[int, int]] = {}  # virtual page -> (pfn, old perm)
@@ -23,7 +26,7 @@ class TLBState:
     def add(self, addr: int, pfns: list[int] | tuple[int, ...], perms: bytes | list[int]) -> None:
         """Record that ``pfns`` mapped from ``addr`` may still be cached with ``perms``."""
         vpn = addr >> PAGE_SHIFT
-        w, x = int(Perm.W), int(Perm.X)
+        w, x = _W, _X
         for i, pfn in enumerate(pfns):
             perm = perms[i]
             if not perm & (w | x):
@@ -40,7 +43,7 @@ class TLBState:
         if entry is None:
             return None
         pfn, perm = entry
-        for counter, bit in ((self.stale_w, Perm.W), (self.stale_x, Perm.X)):
+        for counter, bit in ((self.stale_w, _W), (self.stale_x, _X)):
             if perm & bit:
                 counter[pfn] -= 1
                 if not counter[pfn]:

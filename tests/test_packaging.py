@@ -1,0 +1,42 @@
+"""The three folders install as one package, and tests use the installed copy."""
+
+from __future__ import annotations
+
+import configparser
+import sys
+from pathlib import Path
+
+import permalloc
+
+ROOT = Path(__file__).resolve().parent.parent
+FOLDERS = {"permalloc": "framework", "permalloc.arches": "arches", "permalloc.plugins": "plugins"}
+
+
+def _declared() -> list[str]:
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "setup.cfg")
+    return cfg["options"]["packages"].split()
+
+
+def _on_disk() -> set[str]:
+    found = set()
+    for package, folder in FOLDERS.items():
+        for init in (ROOT / folder).rglob("__init__.py"):
+            rel = init.parent.relative_to(ROOT / folder)
+            found.add(".".join([package, *rel.parts]) if rel.parts else package)
+    return found
+
+
+def test_package_list_matches_the_folders():
+    assert set(_declared()) == _on_disk()
+
+
+def test_one_copy_of_the_package():
+    import permalloc.arches.generic as generic
+
+    from permalloc.pluginmanager import discover
+
+    assert {r.name: r.plugin for r in discover()}["generic"] is generic
+    for name in ("framework", "arches", "plugins"):
+        assert name not in sys.modules  # the raw folders were never imported on their own
+    assert Path(permalloc.__file__).parent.name in ("permalloc", "framework")
