@@ -13,7 +13,6 @@ from rich.console import Console
 
 from . import __version__
 from .errors import PermallocError
-from .hookspecs import RETURN_TYPES
 from .pluginmanager import arch_plugins, discover, registry_manager
 from .registry import override_policy, policies, resolve_policy, resolve_scenario, scenarios
 from .report import print_tables, report_json
@@ -98,7 +97,8 @@ def cmd_spec(args: argparse.Namespace) -> int:
 def cmd_hooks(args: argparse.Namespace) -> int:
     from . import hookspecs
 
-    for name in sorted(RETURN_TYPES) + ["permalloc_add_commands", "permalloc_event", "permalloc_machine_start", "permalloc_module_going"]:
+    names = [n for n in dir(hookspecs) if n.startswith("permalloc_")]
+    for name in names:
         doc = (getattr(hookspecs, name).__doc__ or "").strip().splitlines()[0]
         print(f"{name}: {doc}")
     return 0
@@ -138,7 +138,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.format == "json":
         _write_output(json.dumps(report_json(scenario.name, spec, [result]), indent=2) + "\n", args.output)
     else:
-        print_tables(scenario.name, [result])
+        console = Console()
+        print_tables(scenario.name, [result], console)
+        pm.hook.permalloc_run_report(args=args, result=result, console=console)
     return 0
 
 

@@ -44,10 +44,16 @@ class Cpa:
         4. cpa_flush only if a primary PTE changed (CPA_FLUSHTLB; alias changes do not set
            it): flush_tlb_all if force_flush_all or more than the ceiling, else per page.
         """
-        m = self.m
-        if npages <= 0 or not (set_mask or clear_mask):
+        if not (set_mask or clear_mask):
             return False
-        m.vmalloc.unmap_aliases(source=f"{source}/vm_unmap_aliases")
+        with self.m.atomic(source):
+            return self._change(addr, npages, set_mask, clear_mask, source)
+
+    def _change(self, addr: int, npages: int, set_mask: Perm, clear_mask: Perm, source: str) -> bool:
+        m = self.m
+        m.vmalloc.unmap_aliases(source=f"{source}/vm_unmap_aliases")  # even for 0 pages (l.1821)
+        if npages <= 0:
+            return False
         changed_any = False
         pfns: list[int] = []
         cursor, remaining = addr, npages

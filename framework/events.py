@@ -31,11 +31,12 @@ FREE = "free"
 WX_VIOLATION = "wx_violation"  # a page became writable and executable through some aliases
 RELOC_OUT_OF_RANGE = "reloc_out_of_range"
 NOTE = "note"  # free-form marker from a plugin (no cost)
+SETTLED = "settled"  # the end of an operation that the kernel completes before anyone looks
 
 KINDS = (
     PAGE_ALLOC, PAGE_FREE, MAP, UNMAP, PTE_PERM, DIRECTMAP_PERM, SPLIT_1G, SPLIT_2M,
     COLLAPSE_2M, VMAP_SPLIT_2M, FLUSH_LOCAL, FLUSH_RANGE, FLUSH_ALL, SYNC_IPI, TEXT_POKE,
-    STORE, ALLOC, FREE, WX_VIOLATION, RELOC_OUT_OF_RANGE, NOTE,
+    STORE, ALLOC, FREE, WX_VIOLATION, RELOC_OUT_OF_RANGE, NOTE, SETTLED,
 )  # fmt: skip
 
 

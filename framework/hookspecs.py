@@ -166,6 +166,15 @@ def permalloc_module_finalize(machine: Machine, module: Any, staging: Any) -> di
 
 
 @hookspec
+def permalloc_module_coming(machine: Machine, module: Any) -> dict[str, Any] | None:
+    """A module's text is live (RO+X) and it is about to run its init (MODULE_STATE_COMING).
+
+    Patchers that the kernel runs from the COMING notifier (jump labels, static calls) patch
+    live text here, with text_poke machinery. Return a report like ``permalloc_module_finalize``.
+    """
+
+
+@hookspec
 def permalloc_module_going(machine: Machine, module: Any) -> None:
     """A module is being unloaded: release what you hold for it (ftrace records, keys)."""
 
@@ -227,6 +236,11 @@ def permalloc_result_extra(machine: Machine) -> dict[str, Any] | None:
 
 
 @hookspec
+def permalloc_run_report(args: argparse.Namespace, result: Any, console: Any) -> None:
+    """After ``permalloc run`` printed its tables: print extra views asked for by your options."""
+
+
+@hookspec
 def permalloc_add_commands(subparsers: argparse._SubParsersAction) -> None:
     """Add sub-commands to the ``permalloc`` CLI; set ``func=`` to a callable returning an exit code."""
 
@@ -245,6 +259,7 @@ RETURN_TYPES: dict[str, str] = {
     "permalloc_set_memory": "bool",
     "permalloc_module_layouts": "list",
     "permalloc_module_finalize": "dict",
+    "permalloc_module_coming": "dict",
     "permalloc_runtime_patch": "int",
     "permalloc_machine_teardown": "list",
     "permalloc_register_ops": "list",

@@ -8,8 +8,9 @@ engine, text_poke) live in their own modules and act through the primitives belo
 
 from __future__ import annotations
 
+import contextlib
 import random
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
 from . import events as ev
@@ -94,6 +95,7 @@ class Machine:
         self._observe = self.hook.permalloc_event
         self._has_observers = bool(self._observe.get_hookimpls())
         self.trace: Callable[[ev.Event], None] | None = None
+        self.atomic_depth = 0
         self.hook.permalloc_machine_start(machine=self)
 
     # -- per-plugin state -----------------------------------------------------------------
@@ -129,6 +131,18 @@ class Machine:
         if self._has_observers:
             self._observe(machine=self, event=event)
         return event
+
+    @contextlib.contextmanager
+    def atomic(self, source: str) -> Iterator[None]:
+        """One kernel operation (a CPA call, vm_reset_perms, a text_poke) whose intermediate
+        states nobody can observe: invariants are checked when the outermost one ends."""
+        self.atomic_depth += 1
+        try:
+            yield
+        finally:
+            self.atomic_depth -= 1
+            if not self.atomic_depth:
+                self.emit(ev.SETTLED, 0, source=source)
 
     def gauges(self) -> dict[str, int]:
         g = self.directmap.meminfo()

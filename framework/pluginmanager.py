@@ -27,6 +27,7 @@ BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
     ("contract_ops", "permalloc.contract_ops"),
     ("generic", "permalloc.arches.generic"),
     ("invariants", "permalloc.plugins.invariants"),
+    ("module_loader", "permalloc.plugins.module_loader"),
 )
 
 

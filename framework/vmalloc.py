@@ -169,9 +169,10 @@ class Vmalloc:
         m = self.m
         start = min(m.directmap_addr(pfn) for pfn in pfns)
         end = max(m.directmap_addr(pfn) for pfn in pfns) + PAGE_SIZE
-        m.change_directmap(pfns, Perm.NONE, Perm.RWX, source="set_direct_map_invalid_noflush")
-        self.unmap_aliases(start, end, flush=True, source=f"{source}/vm_reset_perms")
-        m.change_directmap(pfns, Perm.RW, Perm.X, source="set_direct_map_default_noflush")
+        with m.atomic("vm_reset_perms"):
+            m.change_directmap(pfns, Perm.NONE, Perm.RWX, source="set_direct_map_invalid_noflush")
+            self.unmap_aliases(start, end, flush=True, source=f"{source}/vm_reset_perms")
+            m.change_directmap(pfns, Perm.RW, Perm.X, source="set_direct_map_default_noflush")
 
     # -- purging --------------------------------------------------------------------------
     def unmap_aliases(self, start: int | None = None, end: int | None = None, flush: bool = False,

@@ -1,7 +1,9 @@
 """Invariants as an observer: W^X across aliases, and nothing leaked at teardown.
 
 A page breaks W^X when it is writable through one alias (its vmalloc mapping, its
-direct-map entry, a stale TLB entry) while executable through another. The per-CPU
+direct-map entry, a stale TLB entry) while executable through another, once a kernel
+operation is complete: the states inside one CPA call or one vm_reset_perms (which the
+kernel finishes, flush included, before anyone uses the memory) are judged at its end. The per-CPU
 temporary mapping of text_poke is writable by design; it is allowed, and counted. Each
 time a page enters the W+X state a ``wx_violation`` event is emitted; with
 ``Machine(strict=True)`` it raises instead.
@@ -25,6 +27,7 @@ class _State:
     def __init__(self) -> None:
         self.wx_pages: set[int] = set()
         self.poke_aliases = 0
+        self.pending: set[int] = set()  # pages touched inside an atomic kernel operation
 
 
 def _state(machine: Machine) -> _State:
@@ -42,11 +45,18 @@ def permalloc_event(machine: Machine, event: Event) -> None:
     if kind == ev.TEXT_POKE:
         _state(machine).poke_aliases += 1
         return
-    if kind not in _ALIAS_EVENTS or not event.pfns:
-        return
     state = _state(machine)
+    if kind == ev.SETTLED:
+        pfns, state.pending = state.pending, set()
+    elif kind not in _ALIAS_EVENTS or not event.pfns:
+        return
+    elif machine.atomic_depth:
+        state.pending.update(event.pfns)  # judged when the kernel operation is complete
+        return
+    else:
+        pfns = event.pfns
     entered = []
-    for pfn in event.pfns:
+    for pfn in pfns:
         w, x = machine.page_access(pfn)
         if w and x:
             if pfn not in state.wx_pages:

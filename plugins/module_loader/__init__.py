@@ -1,1 +1,118 @@
-"""The module loader consumer plugin: ingestion of real .ko files and module loading."""
+"""The module loader consumer plugin: real ``.ko`` workloads, layouts, a relocation graph.
+
+Registers the ``load_module`` / ``unload_module`` scenario ops, the three module layouts
+(``contiguous``, ``rfc``, ``module-memory``), the ``permalloc ingest`` command and the
+``--modules`` view of ``permalloc run``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any, Literal
+
+from pydantic import Field
+
+from permalloc import Machine, hookimpl
+from permalloc.scenario import Op, OpType
+
+from . import cli
+from .layouts import LAYOUTS
+from .loader import ModuleLoader, get_workload
+from .scenarios import SCENARIOS
+
+__version__ = "1.0"
+
+
+def loader(machine: Machine) -> ModuleLoader:
+    return machine.state("module_loader", lambda: ModuleLoader(machine))
+
+
+class LoadModuleOp(Op):
+    op: Literal["load_module"]
+    module: str = Field(min_length=1)
+    workload: str | None = Field(None, description="workload file (default: the bundled Debian 6.1 one)")
+
+
+class UnloadModuleOp(Op):
+    op: Literal["unload_module"]
+    module: str = Field(min_length=1)
+
+
+def _load(ctx: Any, op: LoadModuleOp) -> None:
+    loader(ctx.machine).load(get_workload(op.workload), op.module, ctx.measure)
+
+
+def _unload(ctx: Any, op: UnloadModuleOp) -> None:
+    with ctx.measure("module_unload"):
+        loader(ctx.machine).unload(op.module)
+
+
+@hookimpl
+def permalloc_register_ops() -> list[OpType]:
+    return [
+        OpType("load_module", LoadModuleOp, _load, kind="module_load", self_measured=True,
+               description="load a module of the workload, its dependencies first, run init, free init"),
+        OpType("unload_module", UnloadModuleOp, _unload, kind="module_unload", self_measured=True,
+               description="unload a module (refused while others depend on it)"),
+    ]
+
+
+@hookimpl
+def permalloc_register_scenarios() -> list[Any]:
+    return list(SCENARIOS)
+
+
+@hookimpl
+def permalloc_module_layouts() -> list[Any]:
+    return list(LAYOUTS)
+
+
+@hookimpl
+def permalloc_result_extra(machine: Machine) -> dict[str, Any] | None:
+    state = machine.state("module_loader", lambda: None)
+    if state is None:
+        return None
+    return {
+        "module_loader": {
+            "layout": state.layout.name,
+            "mode": state.mode_for(),
+            "modules_loaded": len(state.loaded),
+            "reloc_out_of_range": state.violations,
+            "reloc_graph": {"nodes": state.graph.g.number_of_nodes(), "edges": state.graph.g.number_of_edges()},
+            "patchers": state.patchers,
+            "modules": state.proc_modules(),
+        }
+    }
+
+
+@hookimpl
+def permalloc_machine_teardown(machine: Machine) -> None:
+    state = machine.state("module_loader", lambda: None)
+    if state is not None:
+        state.unload_all()
+
+
+@hookimpl
+def permalloc_add_commands(subparsers: argparse._SubParsersAction) -> None:
+    cli.add_ingest_command(subparsers)
+    run = subparsers.choices.get("run")
+    if run is not None:
+        run.add_argument("--modules", action="store_true",
+                         help="list the loaded modules as /proc/modules would (module loader)")
+
+
+@hookimpl
+def permalloc_run_report(args: argparse.Namespace, result: Any, console: Any) -> None:
+    if not getattr(args, "modules", False):
+        return
+    from rich.table import Table
+
+    rows = (result.extra.get("module_loader") or {}).get("modules", [])
+    table = Table(title=f"/proc/modules ({len(rows)} modules)", header_style="bold")
+    for col, justify in (("module", "left"), ("size", "right"), ("used by", "left"), ("state", "left"),
+                         ("address", "left"), ("allocated", "right")):
+        table.add_column(col, justify=justify)
+    for row in rows:
+        table.add_row(row["name"], str(row["size"]), ",".join(row["used_by"]) or "-", row["state"],
+                      row["address"] or "-", str(row["allocated"]))
+    console.print(table)

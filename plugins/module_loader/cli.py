@@ -30,7 +30,11 @@ def add_ingest_command(subparsers: Any) -> None:
         "from module exports; default: the exports found in the module set)",
     )
     p.add_argument(
-        "--jobs", "-j", metavar="N", type=int, default=os.cpu_count() or 1,
+        "--jobs",
+        "-j",
+        metavar="N",
+        type=int,
+        default=os.cpu_count() or 1,
         help="worker processes (default: %(default)s)",
     )
     p.add_argument("--package", metavar="NAME", help="package name to record (default: detected)")
@@ -110,9 +114,10 @@ def run_ingest(args: argparse.Namespace) -> int:
                 markup=False,
             )
         if result.unresolved:
+            where = "in neither Module.symvers nor" if args.symvers else "exported by none of"
+            hint = "" if args.symvers else " (give --symvers to tell vmlinux exports apart)"
             console.print(
-                f"note: {result.unresolved} undefined symbols found neither in "
-                f"{'Module.symvers' if args.symvers else 'the modules exports'}; counted as kernel",
+                f"note: {result.unresolved} undefined symbols {where} the ingested modules: counted as kernel{hint}",
                 markup=False,
             )
     if not modules:
@@ -120,8 +125,6 @@ def run_ingest(args: argparse.Namespace) -> int:
     if failures:
         # Each failure was printed once, as "FILE: reason", when it happened (above the
         # progress bar, which is transient); end with the count.
-        console.print(
-            f"permalloc ingest: {len(failures)} file(s) failed (listed above)", markup=False
-        )
+        console.print(f"permalloc ingest: {len(failures)} file(s) failed (listed above)", markup=False)
         return 1
     return 0 if modules else 1

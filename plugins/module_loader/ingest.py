@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 from elftools.common.exceptions import ELFError
-from elftools.elf.enums import ENUM_E_MACHINE, ENUM_E_TYPE, ENUM_RELOC_TYPE_x64
+from elftools.elf.enums import ENUM_RELOC_TYPE_x64
 from elftools.elf.structs import ELFStructs
 
 from .workload import (
@@ -88,12 +88,21 @@ TABLE_ENTRY_SIZES: dict[str, int] = {
 assert tuple(TABLE_ENTRY_SIZES) == TABLE_NAMES
 
 SHDR_DT = np.dtype(
-    [("name", "<u4"), ("type", "<u4"), ("flags", "<u8"), ("addr", "<u8"), ("offset", "<u8"),
-     ("size", "<u8"), ("link", "<u4"), ("info", "<u4"), ("addralign", "<u8"), ("entsize", "<u8")]
+    [
+        ("name", "<u4"),
+        ("type", "<u4"),
+        ("flags", "<u8"),
+        ("addr", "<u8"),
+        ("offset", "<u8"),
+        ("size", "<u8"),
+        ("link", "<u4"),
+        ("info", "<u4"),
+        ("addralign", "<u8"),
+        ("entsize", "<u8"),
+    ]
 )
 SYM_DT = np.dtype(
-    [("name", "<u4"), ("info", "u1"), ("other", "u1"), ("shndx", "<u2"), ("value", "<u8"),
-     ("size", "<u8")]
+    [("name", "<u4"), ("info", "u1"), ("other", "u1"), ("shndx", "<u2"), ("value", "<u8"), ("size", "<u8")]
 )
 RELA_DT = np.dtype([("offset", "<u8"), ("info", "<u8"), ("addend", "<i8")])
 assert SHDR_DT.itemsize == 64 and SYM_DT.itemsize == 24 and RELA_DT.itemsize == 24
@@ -107,8 +116,6 @@ _RELOC_NAMES.setdefault(32, "R_X86_64_SIZE32")
 _RELOC_NAMES.setdefault(33, "R_X86_64_SIZE64")
 _RELOC_NAMES.setdefault(38, "R_X86_64_RELATIVE64")
 _RELOC_NAMES.setdefault(41, "R_X86_64_GOTPCRELX")
-_MACHINE_NAMES = {v: k for k, v in ENUM_E_MACHINE.items() if isinstance(v, int)}
-_TYPE_NAMES = {v: k for k, v in ENUM_E_TYPE.items() if isinstance(v, int)}
 
 # Target codes used between the workers and the resolver. 0..6 are MemClass indices.
 _T_PERCPU = 7
@@ -166,9 +173,21 @@ class ModuleRecord:
 # ----------------------------------------------------------------------------- helpers
 
 _FLAG_CHARS = [
-    (0x1, "W"), (0x2, "A"), (0x4, "X"), (0x10, "M"), (0x20, "S"), (0x40, "I"), (0x80, "L"),
-    (0x100, "O"), (0x200, "G"), (0x400, "T"), (0x800, "C"), (0x00200000, "R"),
-    (0x01000000, "D"), (0x10000000, "l"), (0x80000000, "E"),
+    (0x1, "W"),
+    (0x2, "A"),
+    (0x4, "X"),
+    (0x10, "M"),
+    (0x20, "S"),
+    (0x40, "I"),
+    (0x80, "L"),
+    (0x100, "O"),
+    (0x200, "G"),
+    (0x400, "T"),
+    (0x800, "C"),
+    (0x00200000, "R"),
+    (0x01000000, "D"),
+    (0x10000000, "l"),
+    (0x80000000, "E"),
 ]
 
 
@@ -271,8 +290,7 @@ def _elf_header(data: bytes) -> Any:
     shoff, shnum = hdr["e_shoff"], hdr["e_shnum"]
     if shnum == 0 or shoff >= len(data) or shnum * 64 > len(data) - shoff:
         raise _Malformed(
-            f"section header table out of file (e_shoff={shoff}, e_shnum={shnum}, "
-            f"file {len(data)} bytes): truncated?"
+            f"section header table out of file (e_shoff={shoff}, e_shnum={shnum}, file {len(data)} bytes): truncated?"
         )
     if hdr["e_shstrndx"] == SHN_UNDEF or hdr["e_shstrndx"] >= shnum:
         raise _Malformed(f"bad e_shstrndx {hdr['e_shstrndx']} (e_shnum {shnum})")
@@ -404,8 +422,7 @@ def _ingest(path: str, data: bytes) -> ModuleRecord:
     # m=2 in the init layout: "RO after init doesn't apply to init_layout", the section
     # lands after init ro_size, i.e. in init's writable part.
     core_class = (MemClass.TEXT, MemClass.RODATA, MemClass.RO_AFTER_INIT, MemClass.DATA, MemClass.DATA)
-    init_class = (MemClass.INIT_TEXT, MemClass.INIT_RODATA, MemClass.INIT_DATA, MemClass.INIT_DATA,
-                  MemClass.INIT_DATA)
+    init_class = (MemClass.INIT_TEXT, MemClass.INIT_RODATA, MemClass.INIT_DATA, MemClass.INIT_DATA, MemClass.INIT_DATA)
     is_init = [n.startswith(".init") for n in names]
     sec_class: list[int] = [-1] * shnum
     for m, (need, forbid) in enumerate(masks):
@@ -490,7 +507,7 @@ def _ingest(path: str, data: bytes) -> ModuleRecord:
     undef_ix = undef_ix[undef_ix != 0]
     undefined = [_cstr(data, str_off + int(st_name[j]), str_off + str_size) for j in undef_ix]
     bind = syms["info"][undef_ix] >> 4
-    weak = {n for n, b in zip(undefined, bind.tolist()) if b == STB_WEAK}
+    weak = {n for n, b in zip(undefined, bind.tolist(), strict=True) if b == STB_WEAK}
 
     # Exports: EXPORT_SYMBOL* emits __ksymtab_<sym> in __ksymtab / __ksymtab_gpl
     # (include/linux/export.h).
@@ -500,7 +517,7 @@ def _ingest(path: str, data: bytes) -> ModuleRecord:
         for j in np.flatnonzero(np.isin(shndx, ksym_secs) & (st_name != 0)).tolist():
             s = _cstr(data, str_off + int(st_name[j]), str_off + str_size)
             if s.startswith("__ksymtab_"):
-                exports.append(s[len("__ksymtab_"):])
+                exports.append(s[len("__ksymtab_") :])
 
     # Target code of every symbol for the relocation aggregates.
     sec_code = np.full(shnum + 1, -1, dtype=np.int64)
@@ -550,7 +567,7 @@ def _ingest(path: str, data: bytes) -> ModuleRecord:
     relocs: list[tuple[int, int, int, int]] = []
     if keys:
         uniq, counts = np.unique(np.concatenate(keys), return_counts=True)
-        for k, c in zip(uniq.tolist(), counts.tolist()):
+        for k, c in zip(uniq.tolist(), counts.tolist(), strict=True):
             relocs.append((k >> 40, (k >> 32) & 0xFF, (k & 0xFFFFFFFF) - 8, c))
     return ModuleRecord(
         path=path,
@@ -723,7 +740,7 @@ def _run(
                     res = fut.result()
                 except Exception as exc:  # a worker died (e.g. killed): name its files
                     res = [IngestError(f, f"worker failed: {exc}") for f in batch]
-                results.update(zip(batch, res))
+                results.update(zip(batch, res, strict=True))
                 if on_result:
                     on_result(len(batch))
     return [results[f] for f in files]
@@ -792,8 +809,7 @@ def ingest_paths(
         for sym in r.undefined:
             exp = exporters.get(sym)
             if exp is None or exp == r.name:
-                if (sym not in exporters and sym != "_GLOBAL_OFFSET_TABLE_"
-                        and sym not in r.weak_undefined):
+                if sym not in exporters and sym != "_GLOBAL_OFFSET_TABLE_" and sym not in r.weak_undefined:
                     unresolved += 1
                 undefined_kernel += 1
                 targets.append(kernel_ix)
@@ -821,18 +837,20 @@ def ingest_paths(
         for tname, count in r.tables.items():
             tables += (table_ix[tname], count)
         # The compact row of workload.py (see the format comment there).
-        rows.append([
-            r.name,
-            r.depends,
-            [list(sec) for sec in r.sections],
-            r.kallsyms_core_bytes,
-            r.kallsyms_init_bytes,
-            relocs,
-            tables,
-            undefined_kernel,
-            dict(sorted(undefined_modules.items())),
-            r.percpu_size,
-        ])
+        rows.append(
+            [
+                r.name,
+                r.depends,
+                [list(sec) for sec in r.sections],
+                r.kallsyms_core_bytes,
+                r.kallsyms_init_bytes,
+                relocs,
+                tables,
+                undefined_kernel,
+                dict(sorted(undefined_modules.items())),
+                r.percpu_size,
+            ]
+        )
 
     if package is None or version is None:
         det_pkg, det_ver = detect_package(paths)
@@ -849,9 +867,7 @@ def ingest_paths(
         **strings.header(),
         "modules": rows,
     }
-    return IngestResult(
-        workload=workload_from_document(doc), document=doc, errors=errors, unresolved=unresolved
-    )
+    return IngestResult(workload=workload_from_document(doc), document=doc, errors=errors, unresolved=unresolved)
 
 
 def main(argv: Sequence[str] | None = None) -> int:  # pragma: no cover - convenience

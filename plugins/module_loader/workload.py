@@ -101,11 +101,7 @@ TABLE_NAMES: tuple[str, ...] = (
     ".smp_locks",
 )
 
-_TARGET_PATTERN = (
-    r"^(kernel|percpu|module:[^\s:]+|self:("
-    + "|".join(c.value for c in MemClass)
-    + r"))$"
-)
+_TARGET_PATTERN = r"^(kernel|percpu|module:[^\s:]+|self:(" + "|".join(c.value for c in MemClass) + r"))$"
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 
@@ -166,16 +162,12 @@ class ModuleInfo(BaseModel):
         description="full symtab+strtab, struct mod_kallsyms and typetab (end of init data)",
     )
     relocations: list[RelocAggregate] = Field(default_factory=list)
-    tables: dict[str, int] = Field(
-        default_factory=dict, description="patcher table entry counts; absent means 0"
-    )
+    tables: dict[str, int] = Field(default_factory=dict, description="patcher table entry counts; absent means 0")
     undefined_kernel: int = Field(ge=0, description="undefined symbols resolved to vmlinux")
     undefined_modules: dict[str, int] = Field(
         default_factory=dict, description="undefined symbols per exporting module"
     )
-    percpu_size: int = Field(
-        default=0, ge=0, description="size of .data..percpu (allocated in the per-CPU area)"
-    )
+    percpu_size: int = Field(default=0, ge=0, description="size of .data..percpu (allocated in the per-CPU area)")
 
     @field_validator("tables")
     @classmethod
@@ -233,8 +225,7 @@ def _row_to_dict(row: list[Any], strings: _Strings) -> dict[str, Any]:
         "name": name,
         "depends": depends,
         "sections": [
-            {"name": s[0], "size": s[1], "align": s[2], "flags": s[3], "mem_class": classes[s[4]]}
-            for s in sections
+            {"name": s[0], "size": s[1], "align": s[2], "flags": s[3], "mem_class": classes[s[4]]} for s in sections
         ],
         "kallsyms_core_bytes": kcore,
         "kallsyms_init_bytes": kinit,
@@ -374,8 +365,7 @@ def workload_from_document(doc: Mapping[str, Any]) -> Workload:
         return Workload.model_validate(doc)
     if doc.get("format_version") != FORMAT_VERSION:
         raise ValueError(
-            f"unsupported workload format_version {doc.get('format_version')!r} "
-            f"(this permalloc reads {FORMAT_VERSION})"
+            f"unsupported workload format_version {doc.get('format_version')!r} (this permalloc reads {FORMAT_VERSION})"
         )
     strings = _Strings(doc["classes"], doc["tables"], doc["reloc_types"], doc["targets"])
     rows = {row[0]: row for row in doc["modules"]}
@@ -393,10 +383,7 @@ def dump_workload(workload: Workload) -> dict[str, Any]:
     if isinstance(modules, LazyModules):
         # Re-encode from the rows: keeps the fast path free of pydantic validation.
         src = modules._strings
-        rows = [
-            encode_module(_row_to_dict(modules._rows[name], src), strings)
-            for name in sorted(modules)
-        ]
+        rows = [encode_module(_row_to_dict(modules._rows[name], src), strings) for name in sorted(modules)]
     else:
         rows = [encode_module(modules[name], strings) for name in sorted(modules)]
     return {
@@ -418,9 +405,7 @@ def write_document(doc: Mapping[str, Any], path: str | os.PathLike[str]) -> None
     tmp = path.with_name(path.name + ".tmp")
     if path.name.endswith(".gz"):
         # mtime=0 and no file name in the header: the same workload gives the same bytes.
-        with open(tmp, "wb") as raw, gzip.GzipFile(
-            filename="", mode="wb", fileobj=raw, compresslevel=9, mtime=0
-        ) as gz:
+        with open(tmp, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=9, mtime=0) as gz:
             gz.write(data)
     else:
         tmp.write_bytes(data)

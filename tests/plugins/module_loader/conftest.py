@@ -15,8 +15,15 @@ from pathlib import Path
 import pytest
 
 CFLAGS = [
-    "-c", "-O2", "-mcmodel=kernel", "-fno-pic", "-fno-common", "-mno-red-zone",
-    "-fno-asynchronous-unwind-tables", "-fcf-protection=none", "-fno-stack-protector",
+    "-c",
+    "-O2",
+    "-mcmodel=kernel",
+    "-fno-pic",
+    "-fno-common",
+    "-mno-red-zone",
+    "-fno-asynchronous-unwind-tables",
+    "-fcf-protection=none",
+    "-fno-stack-protector",
 ]
 
 # A module with every kind of section the classification rules care about, table
@@ -32,13 +39,13 @@ int data_var = 5;                                                /* .data */
 const char rodata_str[] = "hello";                               /* .rodata */
 int __sec(".data..ro_after_init") roai_var = 1;
 static int __sec(".init.data") init_data_var = 3;
-static const int __sec(".init.rodata") init_ro_var = 4;
+static const int __sec(".init.rodata") init_ro_tab[4] = {1, 2, 3, 4};
 __attribute__((section(".data..percpu"))) int pcpu_var;
 __attribute__((section(".data..percpu"))) int *pcpu_ptr = &data_var;  /* dropped reloc */
 
 __sec(".init.text") int init_fn(void)
 {
-    return kernel_func(init_data_var + init_ro_var);
+    return kernel_func(init_data_var + init_ro_tab[kernel_func(0) & 3]);
 }
 __sec(".exit.text") void exit_fn(void) { counter = 0; }
 int core_fn(int x)
@@ -111,11 +118,13 @@ def objects(tmp_path_factory: pytest.TempPathFactory) -> Objects:
     (d / "foo.c").write_text(FOO)
     subprocess.run(
         [gcc, *CFLAGS, "-pg", "-mrecord-mcount", "-mfentry", "mod_a.c", "-o", "mod_a.ko"],
-        cwd=d, check=True,
+        cwd=d,
+        check=True,
     )
     subprocess.run(
         [gcc, *CFLAGS, "-fpatchable-function-entry=5", "foo.c", "-o", "foo.ko"],
-        cwd=d, check=True,
+        cwd=d,
+        check=True,
     )
     symvers = d / "Module.symvers"
     symvers.write_text(

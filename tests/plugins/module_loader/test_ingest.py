@@ -23,9 +23,9 @@ from permalloc.plugins.module_loader import ingest
 from permalloc.plugins.module_loader.cli import add_ingest_command
 from permalloc.plugins.module_loader.ingest import IngestError, ingest_file, ingest_paths
 from permalloc.plugins.module_loader.workload import (
+    TABLE_NAMES,
     MemClass,
     ModuleInfo,
-    TABLE_NAMES,
     Workload,
     bundled_workload_path,
     load_workload,
@@ -36,9 +36,7 @@ from permalloc.plugins.module_loader.workload import (
 
 
 def readelf(path: Path, *opts: str) -> str:
-    return subprocess.run(
-        ["readelf", "-W", *opts, str(path)], check=True, capture_output=True, text=True
-    ).stdout
+    return subprocess.run(["readelf", "-W", *opts, str(path)], check=True, capture_output=True, text=True).stdout
 
 
 def readelf_sections(path: Path) -> list[dict]:
@@ -56,10 +54,18 @@ def readelf_sections(path: Path) -> list[dict]:
             tok = [*tok[:6], "", *tok[6:]]
         else:
             name, flags = tok[0], tok[6]
-        out.append({
-            "index": int(m.group(1)), "name": name, "type": tok[1], "size": int(tok[4], 16),
-            "flags": flags, "link": int(tok[7]), "info": int(tok[8]), "align": int(tok[9]),
-        })
+        out.append(
+            {
+                "index": int(m.group(1)),
+                "name": name,
+                "type": tok[1],
+                "size": int(tok[4], 16),
+                "flags": flags,
+                "link": int(tok[7]),
+                "info": int(tok[8]),
+                "align": int(tok[9]),
+            }
+        )
     return out
 
 
@@ -68,8 +74,9 @@ def readelf_symbols(path: Path) -> list[dict]:
     for line in readelf(path, "-s").splitlines():
         m = re.match(r"^\s*(\d+):\s+[0-9a-f]+\s+\S+\s+(\S+)\s+(\S+)\s+\S+\s+(\S+)\s?(.*)$", line)
         if m:
-            out.append({"num": int(m.group(1)), "type": m.group(2), "bind": m.group(3),
-                        "ndx": m.group(4), "name": m.group(5)})
+            out.append(
+                {"num": int(m.group(1)), "type": m.group(2), "bind": m.group(3), "ndx": m.group(4), "name": m.group(5)}
+            )
     return out
 
 
@@ -118,8 +125,7 @@ def expected_from_readelf(path: Path, exporters: dict[str, str | None]):
     pcpu = next((s["index"] for s in secs if s["name"] == ".data..percpu"), None)
     syms = readelf_symbols(path)
     by_num = {s["num"]: s for s in syms}
-    sections = [(s["name"], s["size"], s["align"], s["flags"], cls[s["index"]])
-                for s in secs if cls[s["index"]]]
+    sections = [(s["name"], s["size"], s["align"], s["flags"], cls[s["index"]]) for s in secs if cls[s["index"]]]
 
     def target(symnum: int) -> str:
         sym = by_num[symnum]
@@ -142,6 +148,7 @@ def expected_from_readelf(path: Path, exporters: dict[str, str | None]):
 
     symtab = next(s for s in secs if s["type"] == "SYMTAB")
     strtab = by_index[symtab["link"]]
+
     def is_core(s: dict) -> bool:  # kallsyms.c:is_core_symbol with CONFIG_KALLSYMS_ALL=y
         if s["type"] == "SECTION" or not s["name"] or s["ndx"] in ("UND", "ABS"):
             return False
@@ -174,8 +181,7 @@ def both(objects):
 def test_sections_match_readelf(objects, both):
     for path, name in ((objects.mod_a, "mod_a"), (objects.foo, "foo")):
         sections, *_ = expected_from_readelf(path, {})
-        got = [(s.name, s.size, s.align, s.flags, s.mem_class.value)
-               for s in module_from(both, name).sections]
+        got = [(s.name, s.size, s.align, s.flags, s.mem_class.value) for s in module_from(both, name).sections]
         assert got == sections
 
 
@@ -207,12 +213,22 @@ def test_relocations_match_readelf(objects, both):
         assert reloc_counter(module_from(both, name)) == relocs
     mod = module_from(both, "mod_a")
     targets = {r.target for r in mod.relocations}
-    assert {"kernel", "percpu", "module:foo", "self:text", "self:init_data",
-            "self:init_rodata", "self:ro_after_init", "self:data", "self:rodata"} <= targets
+    assert {
+        "kernel",
+        "percpu",
+        "module:foo",
+        "self:text",
+        "self:init_data",
+        "self:init_rodata",
+        "self:ro_after_init",
+        "self:data",
+        "self:rodata",
+    } <= targets
     # .rela.data..percpu and .rela.discard.test are not applied by the loader
     assert all(r.source_class in MemClass for r in mod.relocations)
-    dropped = sum(len(v) for k, v in readelf_relocs(objects.mod_a).items()
-                  if k in (".rela.data..percpu", ".rela.discard.test"))
+    dropped = sum(
+        len(v) for k, v in readelf_relocs(objects.mod_a).items() if k in (".rela.data..percpu", ".rela.discard.test")
+    )
     total = sum(len(v) for v in readelf_relocs(objects.mod_a).values())
     assert dropped == 2
     assert sum(r.count for r in mod.relocations) == total - dropped
@@ -223,9 +239,17 @@ def test_table_entry_counts(objects, both):
     _, _, tables, *_ = expected_from_readelf(objects.mod_a, {})
     assert mod.tables == tables
     assert mod.tables == {
-        ".smp_locks": 3, "__jump_table": 2, ".altinstructions": 2, ".parainstructions": 1,
-        ".orc_unwind_ip": 4, ".static_call_sites": 2, ".retpoline_sites": 1,
-        ".return_sites": 2, ".ibt_endbr_seal": 1, ".call_sites": 2, "__mcount_loc": 4,
+        ".smp_locks": 3,
+        "__jump_table": 2,
+        ".altinstructions": 2,
+        ".parainstructions": 1,
+        ".orc_unwind_ip": 4,
+        ".static_call_sites": 2,
+        ".retpoline_sites": 1,
+        ".return_sites": 2,
+        ".ibt_endbr_seal": 1,
+        ".call_sites": 2,
+        "__mcount_loc": 4,
     }
     # -mrecord-mcount: one __mcount_loc entry (and relocation) per traced function
     assert mod.table("__mcount_loc") == len(readelf_relocs(objects.mod_a)[".rela__mcount_loc"])
@@ -299,9 +323,12 @@ def test_workload_file_round_trip(both, tmp_path):
     for name in loaded.modules:
         assert loaded.modules[name] == both.workload.modules[name]
     # a plain (validated) Workload saves to the same document
-    plain = Workload(package=loaded.package, version=loaded.version,
-                     kernel_release=loaded.kernel_release,
-                     modules={n: loaded.modules[n] for n in loaded.modules})
+    plain = Workload(
+        package=loaded.package,
+        version=loaded.version,
+        kernel_release=loaded.kernel_release,
+        modules={n: loaded.modules[n] for n in loaded.modules},
+    )
     save_workload(plain, tmp_path / "again.json.gz")
     assert load_workload(tmp_path / "again.json.gz").modules["mod_a"] == loaded.modules["mod_a"]
     assert json.loads(gzip.decompress(out.read_bytes()))["modules"][0][0] == "foo"
@@ -321,7 +348,10 @@ def test_package_detection(objects, tmp_path):
     res = ingest_paths([root / "lib" / "modules"], jobs=1)
     w = res.workload
     assert (w.package, w.version, w.kernel_release) == (
-        "linux-image-6.1.0-99-amd64-unsigned", "6.1.999-1", "6.1.0-99-amd64")
+        "linux-image-6.1.0-99-amd64-unsigned",
+        "6.1.999-1",
+        "6.1.0-99-amd64",
+    )
     res = ingest_paths([mods], jobs=1, package="p", version="v")
     assert (res.workload.package, res.workload.version) == ("p", "v")
 
@@ -345,8 +375,9 @@ def test_truncated(objects, tmp_path):
         p = tmp_path / f"trunc{n}.ko"
         p.write_bytes(raw[:n])
         reason = _reason(p)
-        assert ("truncated" in reason or "not an ELF" in reason or "past the end" in reason
-                or "out of file" in reason), reason
+        assert "truncated" in reason or "not an ELF" in reason or "past the end" in reason or "out of file" in reason, (
+            reason
+        )
 
 
 def test_bit_flipped_header(objects, tmp_path):
@@ -421,8 +452,21 @@ def test_cli_good_and_bad_files(objects, tmp_path, capsys):
     (d / "junk.ko").write_bytes(b"\x7fELF" + b"\0" * 20)
     (d / "half.ko").write_bytes(objects.foo.read_bytes()[:300])
     out = tmp_path / "w.json.gz"
-    rc = _cli("ingest", str(d), "-o", str(out), "--symvers", str(objects.symvers),
-              "--jobs", "2", "--quiet", "--package", "test-pkg", "--version", "1.0")
+    rc = _cli(
+        "ingest",
+        str(d),
+        "-o",
+        str(out),
+        "--symvers",
+        str(objects.symvers),
+        "--jobs",
+        "2",
+        "--quiet",
+        "--package",
+        "test-pkg",
+        "--version",
+        "1.0",
+    )
     assert rc == 1
     err_lines = capsys.readouterr().err.strip().splitlines()
     for bad in ("junk.ko", "half.ko"):

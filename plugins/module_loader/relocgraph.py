@@ -1,0 +1,97 @@
+"""The relocation graph: who references whom, and whether the placement keeps it in reach.
+
+Nodes are the kernel image, the per-CPU area and every allocation of every loaded module
+(with its address range); an edge carries the relocations aggregated per type from one
+node to another. After placement each edge is checked against the arch's reach table
+(``ArchInfo.reloc_reach`` for PC-relative types, ``reloc_absolute32`` for sign-extended
+32-bit absolute ones). Distances are the worst case over both ranges, computed modulo
+2^64 as the CPU does (which is how top-2-GiB text reaches zero-based per-CPU data).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import networkx as nx
+
+from permalloc import ArchInfo
+
+_MOD = 1 << 64
+_S32 = 1 << 31
+
+
+def signed_distance(src: int, dst: int) -> int:
+    """``dst - src`` as the 64-bit signed value a relocation computes."""
+    return (dst - src + (1 << 63)) % _MOD - (1 << 63)
+
+
+def _signed(addr: int) -> int:
+    return addr - _MOD if addr >= 1 << 63 else addr
+
+
+@dataclass(frozen=True)
+class Violation:
+    module: str
+    source: str  # node of the referencing allocation
+    target: str
+    rtype: str
+    count: int
+    distance: int
+
+    def __str__(self) -> str:
+        return (
+            f"module {self.module}: {self.count} {self.rtype} relocation(s) from {self.source} to "
+            f"{self.target} out of reach (distance {self.distance:+#x})"
+        )
+
+
+class RelocGraph:
+    def __init__(self, arch: ArchInfo) -> None:
+        self.arch = arch
+        self.g = nx.DiGraph()
+        for name in ("kernel_image", "percpu"):
+            vrange = arch.ranges.get(name)
+            if vrange is not None:
+                self.g.add_node(name.removesuffix("_image"), start=vrange.start, end=vrange.end, module=None)
+
+    def add_node(self, node: str, module: str, start: int, end: int) -> None:
+        self.g.add_node(node, start=start, end=end, module=module)
+
+    def add_relocs(self, source: str, target: str, rtype: str, count: int) -> None:
+        if target not in self.g:
+            return  # e.g. no per-CPU range on this arch: nothing to check against
+        data = self.g.get_edge_data(source, target)
+        if data is None:
+            self.g.add_edge(source, target, relocs={rtype: count})
+        else:
+            data["relocs"][rtype] = data["relocs"].get(rtype, 0) + count
+
+    def remove_module(self, module: str) -> None:
+        self.g.remove_nodes_from([n for n, m in self.g.nodes(data="module") if m == module])
+
+    def worst_distance(self, source: str, target: str) -> int:
+        s, t = self.g.nodes[source], self.g.nodes[target]
+        a = signed_distance(s["start"], t["end"] - 1)
+        b = signed_distance(s["end"] - 1, t["start"])
+        return a if abs(a) >= abs(b) else b
+
+    def check_module(self, module: str) -> list[Violation]:
+        """Check every edge out of ``module``'s nodes against the arch's reach."""
+        found = []
+        reach, abs32 = self.arch.reloc_reach, self.arch.reloc_absolute32
+        for node in [n for n, m in self.g.nodes(data="module") if m == module]:
+            for _, target, data in self.g.out_edges(node, data=True):
+                for rtype, count in data["relocs"].items():
+                    if rtype in abs32:
+                        t = self.g.nodes[target]
+                        lo, hi = _signed(t["start"]), _signed(t["end"] - 1)
+                        if not (-_S32 <= lo and hi < _S32):
+                            found.append(Violation(module, node, target, rtype, count, hi))
+                        continue
+                    limit = reach.get(rtype)
+                    if limit is None:
+                        continue  # unlimited, or a type this arch does not constrain
+                    distance = self.worst_distance(node, target)
+                    if not -limit <= distance < limit:
+                        found.append(Violation(module, node, target, rtype, count, distance))
+        return found

@@ -1,0 +1,49 @@
+"""Built-in scenarios of the module loader."""
+
+from __future__ import annotations
+
+from permalloc.scenario import Scenario, ScenarioSource
+
+# What a typical x86-64 server loads at boot, as top-level modules (dependencies such as
+# libata, scsi_mod, nf_conntrack's helpers or kvm come along through modinfo depends):
+# storage and filesystems, NICs of the common server vendors, the netfilter/bridge stack of
+# a container host, virtualisation and crypto acceleration, platform management. Chosen
+# from `lsmod` of Debian 12 servers; every name is in the bundled 6.1 workload.
+BOOT_MODULES: tuple[str, ...] = (
+    # storage and filesystems
+    "ahci", "nvme", "sd_mod", "sg", "dm_mod", "dm_crypt", "raid1", "xfs", "ext4", "btrfs",
+    "loop", "fuse", "overlay", "autofs4", "configfs",
+    # network
+    "e1000e", "igb", "ixgbe", "i40e", "mlx5_ib", "bonding", "8021q", "bridge", "br_netfilter",
+    "veth", "vxlan", "tun", "wireguard", "tls",
+    # netfilter
+    "nf_tables", "nft_chain_nat", "nft_ct", "nft_reject_inet", "nf_conntrack", "iptable_filter",
+    "iptable_nat", "ip6_tables", "xt_conntrack", "xt_MASQUERADE", "xt_addrtype",
+    # virtualisation, crypto, platform
+    "kvm_intel", "intel_rapl_msr", "crc32c_intel", "ghash_clmulni_intel", "aesni_intel",
+    "sha256_ssse3", "ipmi_si", "ipmi_devintf", "xhci_pci", "nls_ascii",
+)  # fmt: skip
+
+
+def boot() -> Scenario:
+    return Scenario(
+        name="boot",
+        description=f"load {len(BOOT_MODULES)} modules of a typical x86-64 server with their dependencies, init freed",
+        ops=[{"op": "load_module", "module": name} for name in BOOT_MODULES],
+    )
+
+
+def modules_churn() -> Scenario:
+    """Load the boot set, then unload and reload the leaf modules three times."""
+    ops = [{"op": "load_module", "module": name} for name in BOOT_MODULES]
+    leaves = ("xfs", "btrfs", "wireguard", "vxlan", "kvm_intel", "mlx5_ib")
+    for _ in range(3):
+        ops += [{"op": "unload_module", "module": name} for name in leaves]
+        ops += [{"op": "load_module", "module": name} for name in leaves]
+    return Scenario(name="modules-churn", description="boot set, then 3 rounds of unloading and reloading 6 leaf modules", ops=ops)
+
+
+SCENARIOS = (
+    ScenarioSource("boot", boot().description, boot),
+    ScenarioSource("modules-churn", "boot set, then 3 rounds of unloading and reloading 6 leaf modules", modules_churn),
+)
