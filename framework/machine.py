@@ -45,6 +45,20 @@ def kernel_version(text: str) -> tuple[int, int]:
         raise PermallocError(f"policy kernel {text!r}: expected a version such as 6.1 or 6.12") from None
 
 
+def _check_policy(policy: PolicySpec, arch: ArchInfo) -> None:
+    """Refuse a policy whose mechanisms the arch does not have, rather than ignore them."""
+    needs = {
+        "text_loading=text_poke": (policy.text_loading == "text_poke", arch.text_poke),
+        "huge_mappings": (policy.huge_mappings, arch.huge_vmap),
+        "directmap=unmapped-block-cache": (policy.directmap == "unmapped-block-cache", "unmapped-block-cache" in arch.features),
+        "live_cache": (policy.live_cache, "live-cache" in arch.features),
+        "rox_cache": (policy.rox_cache, "rox-cache" in arch.features),
+    }
+    missing = [name for name, (wanted, has) in needs.items() if wanted and not has]
+    if missing:
+        raise PermallocError(f"policy {policy.name!r} needs {', '.join(missing)}, which arch {arch.name!r} does not provide")
+
+
 class Machine:
     """A simulated machine built from a :class:`MachineSpec` under a :class:`PolicySpec`."""
 
@@ -64,6 +78,7 @@ class Machine:
         self.strict = strict
         self.kernel = kernel_version(self.policy.kernel)
         self.pm, self.arch = machine_manager(self.spec, plugins)
+        _check_policy(self.policy, self.arch)
         self.hook = self.pm.hook
         self.rng = random.Random(self.spec.seed)
         self.phys = PhysMem(self.spec.memory, self.spec.fragmentation, self.spec.seed)

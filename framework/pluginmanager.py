@@ -25,7 +25,9 @@ ENTRY_POINT_GROUP = "permalloc"
 
 BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
     ("contract_ops", "permalloc.contract_ops"),
+    ("policies", "permalloc.policies"),
     ("generic", "permalloc.arches.generic"),
+    ("bpf_jit", "permalloc.plugins.bpf_jit"),
     ("invariants", "permalloc.plugins.invariants"),
     ("module_loader", "permalloc.plugins.module_loader"),
 )

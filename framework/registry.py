@@ -25,14 +25,31 @@ def policies(pm: pluggy.PluginManager) -> dict[str, PolicySpec]:
     return found
 
 
+# DESIGN.md: the default scenario is boot + bpf-churn + tracing, run one after the other.
+DEFAULT_SCENARIO = ("boot", "bpf-churn", "tracing")
+
+
 def scenarios(pm: pluggy.PluginManager) -> dict[str, ScenarioSource]:
+    """Every registered scenario by name, plus ``default`` when its parts are installed."""
     found: dict[str, ScenarioSource] = {}
     for batch in pm.hook.permalloc_register_scenarios():
         for source in batch:
             if not isinstance(source, ScenarioSource):
                 raise SpecError(f"permalloc_register_scenarios returned {type(source).__name__}, expected ScenarioSource")
             found[source.name] = source
+    if "default" not in found and all(part in found for part in DEFAULT_SCENARIO):
+        parts = [found[part] for part in DEFAULT_SCENARIO]
+        found["default"] = ScenarioSource("default", " + ".join(DEFAULT_SCENARIO), lambda: _concat("default", parts))
     return found
+
+
+def _concat(name: str, parts: list[ScenarioSource]) -> Scenario:
+    built = [part.build() for part in parts]
+    return Scenario(
+        name=name,
+        description="; ".join(f"{part.name}: {part.description}" for part in parts),
+        ops=[op for scenario in built for op in scenario.ops],
+    )
 
 
 def _is_file(text: str) -> bool:

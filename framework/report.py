@@ -88,7 +88,7 @@ def per_op_table(results: Sequence[PolicyResult]) -> Table:
 
 
 def print_tables(scenario: str, results: Sequence[PolicyResult], console: Console | None = None) -> None:
-    console = console or Console()
+    console = console or Console(width=max(120, Console().width))
     console.print(totals_table(scenario, results))
     console.print(per_op_table(results))
     for r in results:
