@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -239,7 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--policy", "-p", action="append", help="policy name or file (repeatable; default: all built-ins for the arch)")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override a field of every policy")
     _machine_args(p, None)
-    p.add_argument("--jobs", "-j", type=int, default=1, help="policies run in parallel processes (default: %(default)s)")
+    p.add_argument("--jobs", "-j", type=int, default=os.cpu_count() or 1,
+                   help="policies run in parallel processes; results do not depend on it (default: %(default)s)")
     p.add_argument("--format", choices=("table", "json", "csv"), default="table")
     p.add_argument("-o", "--output", help="write JSON/CSV here instead of stdout")
     p.add_argument("--plot", metavar="FILE", help="write bar plots to FILE (.png/.svg/.pdf) and the timeline next to it")

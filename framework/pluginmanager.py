@@ -27,6 +27,7 @@ BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
     ("contract_ops", "permalloc.contract_ops"),
     ("policies", "permalloc.policies"),
     ("generic", "permalloc.arches.generic"),
+    ("x86", "permalloc.arches.x86"),
     ("bpf_jit", "permalloc.plugins.bpf_jit"),
     ("invariants", "permalloc.plugins.invariants"),
     ("module_loader", "permalloc.plugins.module_loader"),

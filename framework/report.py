@@ -7,12 +7,60 @@ import io
 from collections.abc import Sequence
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, model_validator
 from rich.console import Console
 from rich.table import Table
 
 from .metrics import METRICS
 from .simulation import PolicyResult
 from .spec import MachineSpec
+
+class Stat(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    mean: float
+    median: float
+    max: float
+
+
+class MachineSummary(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    arch: str
+    cpus: int
+    memory: int
+    seed: int
+
+
+class ResultDocument(BaseModel):
+    """One policy's entry: ``totals`` has every metric; ``per_op`` count + stats per metric."""
+
+    model_config = ConfigDict(extra="forbid")
+    policy: str
+    arch: str
+    totals: dict[str, int | float]
+    per_op: dict[str, dict[str, int | Stat]]
+    extra: dict[str, Any] = {}
+    timeline: list[dict[str, float]] = []
+    problems: list[str] = []
+
+    @model_validator(mode="after")
+    def _every_metric(self) -> ResultDocument:
+        missing = set(METRICS) - set(self.totals)
+        if missing:
+            raise ValueError(f"totals lack {sorted(missing)}")
+        for kind, stats in self.per_op.items():
+            if not isinstance(stats.get("count"), int) or set(stats) != {"count", *METRICS}:
+                raise ValueError(f"per_op.{kind}: needs count and every metric")
+        return self
+
+
+class ReportDocument(BaseModel):
+    """The JSON document of ``permalloc run/compare --format json`` (DESIGN.md, "Output")."""
+
+    model_config = ConfigDict(extra="forbid")
+    scenario: str
+    machine: MachineSummary
+    results: list[ResultDocument]
+
 
 # Per-op metrics shown in tables (the JSON carries all of them).
 TABLE_PER_OP = ("shootdowns", "local_flushes", "sync_ipis", "directmap_splits_2m", "text_pokes", "cost_ns")
