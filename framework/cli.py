@@ -272,5 +272,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
 
-def _main() -> Any:  # pragma: no cover - console script shim
+def _main() -> Any:  # the console script
     sys.exit(main())
+
+
+if __name__ == "__main__":  # python -m permalloc.cli
+    _main()

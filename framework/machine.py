@@ -107,8 +107,12 @@ class Machine:
         self._state: dict[str, Any] = {}
         self._seq = 0
         self.op_index = -1
-        self._observe = self.hook.permalloc_event
-        self._has_observers = bool(self._observe.get_hookimpls())
+        # permalloc_event runs for every primitive operation (millions per run): its
+        # implementations are called directly, in pluggy's order (last registered first),
+        # to spare pluggy's per-call dispatch. They are already guarded (pluginmanager._guard).
+        self._observers = [
+            (impl.function, impl.argnames) for impl in reversed(self.hook.permalloc_event.get_hookimpls())
+        ]
         self.trace: Callable[[ev.Event], None] | None = None
         self.atomic_depth = 0
         self.hook.permalloc_machine_start(machine=self)
@@ -143,8 +147,8 @@ class Machine:
         self.metrics.fold(event)
         if self.trace is not None:
             self.trace(event)
-        if self._has_observers:
-            self._observe(machine=self, event=event)
+        for function, argnames in self._observers:
+            function(*[self if name == "machine" else event for name in argnames])
         return event
 
     @contextlib.contextmanager

@@ -71,22 +71,52 @@ DESCRIPTIONS = {
 }
 
 
+def cost_table(cost: CostModel, cpus: int) -> dict[str, tuple[float, float]]:
+    """Per event kind: (fixed ns, ns per unit of ``event.n``), from the cost model."""
+    round_ns = cost.shootdown_ns + cost.shootdown_per_cpu_ns * (cpus - 1)
+    table = dict.fromkeys(ev.KINDS, (0.0, 0.0))
+    table.update({
+        ev.FLUSH_RANGE: (round_ns, 0.0),
+        ev.FLUSH_ALL: (round_ns, 0.0),
+        ev.SYNC_IPI: (round_ns, 0.0),
+        ev.FLUSH_LOCAL: (0.0, cost.local_flush_page_ns),
+        ev.SPLIT_1G: (0.0, cost.split_ns),
+        ev.SPLIT_2M: (0.0, cost.split_ns),
+        ev.VMAP_SPLIT_2M: (0.0, cost.split_ns),
+        ev.MAP: (0.0, cost.pte_update_ns),
+        ev.UNMAP: (0.0, cost.pte_update_ns),
+        ev.PTE_PERM: (0.0, cost.pte_update_ns),
+        ev.DIRECTMAP_PERM: (0.0, cost.pte_update_ns),
+        ev.PAGE_ALLOC: (0.0, cost.page_alloc_ns),
+        ev.TEXT_POKE: (cost.text_poke_ns, cost.poke_byte_ns),
+    })
+    return table
+
+
 def event_cost(event: ev.Event, cost: CostModel, cpus: int) -> float:
     """The cost model's estimate for one event, in ns."""
-    kind = event.kind
-    if kind in (ev.FLUSH_RANGE, ev.FLUSH_ALL, ev.SYNC_IPI):
-        return cost.shootdown_ns + cost.shootdown_per_cpu_ns * (cpus - 1)
-    if kind == ev.FLUSH_LOCAL:
-        return cost.local_flush_all_ns if event.extra and event.extra.get("full") else cost.local_flush_page_ns * event.n
-    if kind in (ev.SPLIT_1G, ev.SPLIT_2M, ev.VMAP_SPLIT_2M):
-        return cost.split_ns * event.n
-    if kind in (ev.MAP, ev.UNMAP, ev.PTE_PERM, ev.DIRECTMAP_PERM):
-        return cost.pte_update_ns * event.n
-    if kind == ev.PAGE_ALLOC:
-        return cost.page_alloc_ns * event.n
-    if kind == ev.TEXT_POKE:
-        return cost.text_poke_ns + cost.poke_byte_ns * event.n
-    return 0.0
+    if event.kind == ev.FLUSH_LOCAL and event.extra and event.extra.get("full"):
+        return cost.local_flush_all_ns
+    fixed, per_unit = cost_table(cost, cpus)[event.kind]
+    return fixed + per_unit * event.n
+
+
+# What an event adds to the counters: kind -> ((counter, per event), (counter, per unit of n)).
+_COUNTS: dict[str, tuple[tuple[str, int], ...]] = {
+    ev.FLUSH_RANGE: (("shootdowns", 1),),
+    ev.FLUSH_ALL: (("shootdowns", 1),),
+    ev.SYNC_IPI: (("sync_ipis", 1),),
+    ev.FLUSH_LOCAL: (("local_flushes", 1),),
+    ev.TEXT_POKE: (("text_pokes", 1),),
+}
+_COUNTS_N: dict[str, str] = {
+    ev.SPLIT_1G: "directmap_splits_1g",
+    ev.SPLIT_2M: "directmap_splits_2m",
+    ev.TEXT_POKE: "poke_bytes",
+    ev.WX_VIOLATION: "wx_violations",
+    ev.RELOC_OUT_OF_RANGE: "reloc_out_of_range",
+}
+_IPI_ROUNDS = frozenset({ev.FLUSH_RANGE, ev.FLUSH_ALL, ev.SYNC_IPI})
 
 
 class Metrics:
@@ -100,33 +130,26 @@ class Metrics:
         self.live_requested = 0
         self.peak_allocated = 0
         self.peak_requested = 0
-        self._samples: dict[str, dict[str, array]] = {}
+        self._samples: dict[str, list[array]] = {}
+        self._cost = cost_table(cost, cpus)
 
     def fold(self, event: ev.Event) -> None:
         c = self.counters
         kind = event.kind
-        event.cost_ns = event_cost(event, self.cost, self.cpus)
+        if kind == ev.FLUSH_LOCAL and event.extra and event.extra.get("full"):
+            event.cost_ns = self.cost.local_flush_all_ns
+        else:
+            fixed, per_unit = self._cost[kind]
+            event.cost_ns = fixed + per_unit * event.n
         c["cost_ns"] += event.cost_ns
-        if kind in (ev.FLUSH_RANGE, ev.FLUSH_ALL):
-            c["shootdowns"] += 1
+        for name, inc in _COUNTS.get(kind, ()):
+            c[name] += inc
+        name = _COUNTS_N.get(kind)
+        if name is not None:
+            c[name] += event.n
+        if kind in _IPI_ROUNDS:
             c["ipis"] += self.cpus - 1
-        elif kind == ev.SYNC_IPI:
-            c["sync_ipis"] += 1
-            c["ipis"] += self.cpus - 1
-        elif kind == ev.FLUSH_LOCAL:
-            c["local_flushes"] += 1
-        elif kind == ev.SPLIT_1G:
-            c["directmap_splits_1g"] += event.n
-        elif kind == ev.SPLIT_2M:
-            c["directmap_splits_2m"] += event.n
-        elif kind == ev.TEXT_POKE:
-            c["text_pokes"] += 1
-            c["poke_bytes"] += event.n
-        elif kind == ev.WX_VIOLATION:
-            c["wx_violations"] += event.n
-        elif kind == ev.RELOC_OUT_OF_RANGE:
-            c["reloc_out_of_range"] += event.n
-        elif kind in (ev.ALLOC, ev.FREE):
+        elif kind == ev.ALLOC or kind == ev.FREE:
             sign = 1 if kind == ev.ALLOC else -1
             extra = event.extra or {}
             self.live_allocated += sign * extra.get("allocated", 0)
@@ -134,20 +157,20 @@ class Metrics:
             self.peak_allocated = max(self.peak_allocated, self.live_allocated)
             self.peak_requested = max(self.peak_requested, self.live_requested)
 
-    def snapshot(self, gauges: Mapping[str, int]) -> dict[str, float]:
-        """Counters plus live gauges: used at op boundaries to take per-op deltas."""
-        snap = dict(self.counters)
-        snap.update(gauges)
-        snap["allocated_bytes"] = self.live_allocated
-        snap["requested_bytes"] = self.live_requested
-        return snap
+    def snapshot(self, gauges: Mapping[str, int]) -> list[float]:
+        """Every metric in METRICS order (counters, live gauges): per-op deltas are taken
+        between two snapshots."""
+        c = self.counters
+        values = {**gauges, "allocated_bytes": self.live_allocated, "requested_bytes": self.live_requested}
+        return [c[name] if name in c else values[name] for name in METRICS]
 
-    def record_op(self, kind: str, before: Mapping[str, float], after: Mapping[str, float]) -> None:
+    def record_op(self, kind: str, delta: list[float]) -> None:
+        """One sample of op ``kind``: ``delta`` in METRICS order."""
         samples = self._samples.get(kind)
         if samples is None:
-            samples = self._samples[kind] = {name: array("d") for name in METRICS}
-        for name in METRICS:
-            samples[name].append(after[name] - before[name])
+            samples = self._samples[kind] = [array("d") for _ in METRICS]
+        for column, value in zip(samples, delta):
+            column.append(value)
 
     def totals(self, gauges: Mapping[str, int]) -> dict[str, float]:
         out: dict[str, float] = {}
@@ -166,7 +189,7 @@ class Metrics:
     def per_op(self) -> dict[str, dict[str, object]]:
         result: dict[str, dict[str, object]] = {}
         for kind in sorted(self._samples):
-            samples = self._samples[kind]
+            samples = dict(zip(METRICS, self._samples[kind]))
             entry: dict[str, object] = {"count": len(samples["shootdowns"])}
             for name in METRICS:
                 values = samples[name]

@@ -50,7 +50,7 @@ class RunContext:
     def error(self, message: str) -> SpecError:
         return SpecError(f"ops[{self.op_index}] ({self.op_name}): {message}")
 
-    def _snapshot(self) -> dict[str, float]:
+    def _snapshot(self) -> list[float]:
         return self.machine.metrics.snapshot(self.machine.gauges())
 
     @contextlib.contextmanager
@@ -63,16 +63,14 @@ class RunContext:
         now = self._snapshot()
         if self._stack:
             parent = self._stack[-1]
-            for key, value in now.items():
-                parent[2][key] = parent[2].get(key, 0) + value - parent[1][key]
-        self._stack.append([kind, now, {}])
+            parent[2] = [acc + n - s for acc, n, s in zip(parent[2], now, parent[1])]
+        self._stack.append([kind, now, [0.0] * len(now)])
         try:
             yield
         finally:
             _, start, acc = self._stack.pop()
             end = self._snapshot()
-            total = {key: acc.get(key, 0) + end[key] - start[key] for key in end}
-            self.machine.metrics.record_op(kind, dict.fromkeys(total, 0), total)
+            self.machine.metrics.record_op(kind, [a + e - s for a, e, s in zip(acc, end, start)])
             if self._stack:
                 self._stack[-1][1] = end
 

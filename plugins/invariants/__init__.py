@@ -23,6 +23,9 @@ _ALIAS_EVENTS = frozenset(
 )
 
 
+_WATCHED = _ALIAS_EVENTS | {ev.TEXT_POKE, ev.SETTLED}
+
+
 class _State:
     def __init__(self) -> None:
         self.wx_pages: set[int] = set()
@@ -42,6 +45,8 @@ def permalloc_machine_start(machine: Machine) -> None:
 @hookimpl
 def permalloc_event(machine: Machine, event: Event) -> None:
     kind = event.kind
+    if kind not in _WATCHED:
+        return
     if kind == ev.TEXT_POKE:
         _state(machine).poke_aliases += 1
         return

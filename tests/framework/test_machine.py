@@ -1,0 +1,53 @@
+"""Machine-level properties: cost independent of RAM and CPUs, determinism."""
+
+from __future__ import annotations
+
+import os
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from permalloc import Machine, MachineSpec, Perm
+
+
+def _churn(machine: Machine, n: int = 300) -> None:
+    live = []
+    for i in range(n):
+        a = machine.perm.alloc(16384, Perm.RX if i % 3 else Perm.R)
+        machine.perm.write(a, 0, 16384)
+        machine.perm.finish(a)
+        live.append(a)
+        if len(live) > 16:
+            machine.perm.free(live.pop(0))
+    for a in live:
+        machine.perm.free(a)
+
+
+def _state_size(m: Machine) -> int:
+    return (len(m.phys._used) + len(m.phys._whole) + len(m.directmap._perm) + len(m.directmap.split_2m)
+            + len(m.directmap.split_1g) + len(m.tlb) + len(m.pagetables))
+
+
+def test_model_state_does_not_grow_with_ram_or_cpus(arch):
+    small = Machine(MachineSpec(arch=arch, memory="16G", cpus=8, seed=1))
+    huge = Machine(MachineSpec(arch=arch, memory="4T", cpus=512, seed=1))
+    for m in (small, huge):
+        seen = []
+        m.trace = seen.append
+        _churn(m)
+        m.events_seen = len(seen)
+    # the same work emits comparable numbers of events and leaves comparable state
+    assert huge.events_seen <= small.events_seen * 1.2 + 50
+    assert _state_size(huge) <= _state_size(small) * 1.5 + 64
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 2**32), cpus=st.integers(1, 64), frag=st.floats(0, 1))
+def test_same_seed_same_metrics(seed, cpus, frag):
+    spec = MachineSpec(arch=os.environ.get("PERMALLOC_ARCH", "generic"), memory="1G", cpus=cpus, seed=seed, fragmentation=frag)
+    runs = []
+    for _ in range(2):
+        m = Machine(spec)
+        _churn(m, 40)
+        runs.append(m.metrics.totals(m.gauges()))
+    assert runs[0] == runs[1]
