@@ -1,0 +1,95 @@
+"""The BPF JIT consumer: how the kernel allocates and fills JIT images.
+
+Models kernel/bpf/core.c (``bpf_jit_binary_alloc``, ``bpf_jit_binary_pack_alloc``,
+``bpf_prog_pack_alloc``/``free``), the x86-64 JIT (arch/x86/net/bpf_jit_comp.c), 6.12's
+execmem, the RFC's conversion of the JITs to ``perm_alloc``, and classic-BPF seccomp
+filters (``bpf_convert_filter``, net/core/filter.c). See docs/bpf-jit.md.
+
+* :mod:`.sizes` -- the JIT image size model (x86-64 bytes per instruction class, prologue,
+  epilogue; the cBPF converter) and the header/alignment/random-hole arithmetic;
+* :mod:`.pack` -- ``bpf_prog_pack``;
+* :mod:`.allocators` -- ``per-program``, ``pack`` and ``perm-alloc``, chosen by
+  ``policy.bpf_allocator`` (an unknown name is a :class:`~permalloc.PermallocError` that
+  lists the known ones);
+* :mod:`.ops` -- the ops ``load_bpf`` / ``unload_bpf`` (per-op kinds ``bpf_load`` /
+  ``bpf_unload``);
+* :mod:`.scenarios` -- ``bpf-churn`` and ``containers``.
+
+Per-machine state lives in ``machine.state("bpf_jit", ...)``. The result carries
+``extra["bpf_jit"]``: loads, live programs, image bytes, the allocator's accounting (for
+the pack: packs created/freed/live, chunks used, int3 fills) and the direct map before
+(at machine start) and now. At teardown every program still loaded is unloaded, so that
+the invariants plugin (``trylast``) sees no leak of ours.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from permalloc import Machine, hookimpl
+from permalloc.scenario import OpType, ScenarioSource
+
+from .ops import OP_TYPES, state, unload_program
+from .scenarios import SCENARIOS
+
+__version__ = "1.0"
+
+
+def _directmap(machine: Machine) -> dict[str, int]:
+    out = dict(machine.directmap.meminfo())
+    out["splits_1g"] = machine.directmap.splits_1g
+    out["splits_2m"] = machine.directmap.splits_2m
+    return out
+
+
+@hookimpl
+def permalloc_register_ops() -> list[OpType]:
+    return list(OP_TYPES)
+
+
+@hookimpl
+def permalloc_register_scenarios() -> list[ScenarioSource]:
+    return list(SCENARIOS)
+
+
+@hookimpl
+def permalloc_machine_start(machine: Machine) -> None:
+    state(machine).baseline = _directmap(machine)
+
+
+@hookimpl
+def permalloc_result_extra(machine: Machine) -> dict[str, Any] | None:
+    st = state(machine)
+    if st.allocator is None:
+        return None  # no BPF program was loaded on this machine
+    return {
+        "bpf_jit": {
+            "allocator": st.allocator.name,
+            "kernel": machine.policy.kernel,
+            "loads": dict(st.loads),
+            "unloads": st.unloads,
+            "live_programs": len(st.programs),
+            "image_bytes_loaded": st.image_bytes,
+            "live_image_bytes": sum(p.image.image for p in st.programs.values()),
+            "live_alloc_bytes": sum(p.size for p in st.programs.values()),
+            **st.allocator.report(),
+            "directmap_before": st.baseline,
+            "directmap_after": _directmap(machine),
+        }
+    }
+
+
+@hookimpl
+def permalloc_machine_teardown(machine: Machine) -> list[str]:
+    """Unload what is still loaded; report allocator state that did not return to zero."""
+    st = state(machine)
+    if st.allocator is None:
+        return []
+    for prog_id in list(st.programs):
+        unload_program(machine, prog_id)
+    report = st.allocator.report()
+    problems = []
+    for key in ("packs_live", "oversized_live", "areas_live"):
+        if report.get(key):
+            problems.append(f"bpf_jit: {report[key]} {key.replace('_live', '')} still allocated after unloading every program")
+    return problems

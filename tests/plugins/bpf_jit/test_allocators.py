@@ -1,0 +1,92 @@
+"""The per-program and perm-alloc allocators, and the choice by policy.bpf_allocator."""
+
+from __future__ import annotations
+
+import pytest
+
+from permalloc import Perm, PermallocError
+from permalloc.pages import PMD_SIZE
+from permalloc.plugins.bpf_jit.allocators import ALLOCATORS
+from permalloc.plugins.bpf_jit.ops import load_program, state, unload_program
+
+
+def test_per_program_flushes_and_splits_61(make, delta):
+    m = make("per-program")
+    before_4k = m.gauges()["directmap_4k_bytes"]
+    with delta(m) as d:
+        p = load_program(m, "p0", 64)
+    assert p.size == 4096  # one page: round_up(317 + 8 + 128, PAGE_SIZE)
+    # set_memory_ro: the direct-map alias is split (flush_tlb_all) and made RO
+    # (force_flush_all: a full flush); set_memory_x: NX only, 1 page <= 33: a range flush
+    assert d["directmap_splits_2m"] == 1
+    assert d["shootdowns"] == 3
+    assert m.gauges()["directmap_4k_bytes"] - before_4k == PMD_SIZE  # DirectMap4k grew by 2 MiB
+    with delta(m) as d:
+        load_program(m, "p1", 64)
+    assert d["directmap_splits_2m"] == 0  # the next page is in the pageblock already split
+    assert d["shootdowns"] == 2
+    with delta(m) as d:
+        unload_program(m, "p0")
+    # vfree with VM_FLUSH_RESET_PERMS: one flush over lazy area + direct map (vm_reset_perms)
+    assert d["shootdowns"] == 1
+    assert m.gauges()["directmap_4k_bytes"] - before_4k == PMD_SIZE  # splits are never undone
+    assert m.teardown() == []
+
+
+def test_per_program_612_uses_set_memory_rox(make, delta):
+    m = make("per-program", kernel="6.12")
+    with delta(m) as d:
+        load_program(m, "p0", 64)
+    # bpf_jit_binary_lock_ro = set_memory_rox (filter.h 6.12 l.1079): the split flush plus
+    # one forced full flush
+    assert d["directmap_splits_2m"] == 1 and d["shootdowns"] == 2
+
+
+def test_per_program_every_load_flushes(make, delta):
+    m = make("per-program")
+    for i in range(20):
+        with delta(m) as d:
+            load_program(m, f"p{i}", 64)
+        assert d["shootdowns"] >= 2  # set_memory_ro and set_memory_x each flush every CPU
+
+
+def test_perm_alloc_goes_through_the_contract(make, delta):
+    m = make("perm-alloc")
+    with delta(m) as d:
+        p = load_program(m, "p0", 64)
+    assert p.handle in m.perm.live.values()
+    assert p.handle.perm == Perm.RX
+    # the generic arch answers perm_alloc with vmalloc + set_memory_ro + set_memory_x
+    assert d["shootdowns"] == 3 and d["directmap_splits_2m"] == 1
+    unload_program(m, "p0")
+    assert not m.perm.live
+    assert m.teardown() == []
+
+
+def test_unknown_allocator_lists_the_known_ones(make):
+    m = make("slab-of-dreams")
+    with pytest.raises(PermallocError) as err:
+        load_program(m, "p0", 10)
+    message = str(err.value)
+    assert "slab-of-dreams" in message
+    for name in ALLOCATORS:
+        assert repr(name) in message
+
+
+def test_teardown_frees_what_is_still_loaded(make):
+    for allocator in ALLOCATORS:
+        m = make(allocator)
+        for i in range(5):
+            load_program(m, f"p{i}", 100 + i)
+        load_program(m, "s", 952, kind="seccomp")
+        assert m.teardown() == []  # strict machine: the invariants would raise on a leak
+        assert not state(m).programs and m.phys.allocated_pages == 0
+
+
+def test_image_start_is_inside_the_allocation(make):
+    for allocator in ALLOCATORS:
+        m = make(allocator)
+        for i in range(30):
+            p = load_program(m, f"p{i}", 64)
+            assert p.addr + 8 <= p.image_addr
+            assert p.image_addr + p.image.image <= p.addr + p.size
