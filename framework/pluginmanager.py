@@ -31,6 +31,12 @@ BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
     ("bpf_jit", "permalloc.plugins.bpf_jit"),
     ("invariants", "permalloc.plugins.invariants"),
     ("module_loader", "permalloc.plugins.module_loader"),
+    ("alternatives", "permalloc.plugins.alternatives"),
+    ("smp_locks", "permalloc.plugins.smp_locks"),
+    ("orc", "permalloc.plugins.orc"),
+    ("jump_label", "permalloc.plugins.jump_label"),
+    ("ftrace", "permalloc.plugins.ftrace"),
+    ("static_call", "permalloc.plugins.static_call"),
 )
 
 

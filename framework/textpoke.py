@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from .machine import Machine
 
 INT3_INSN_SIZE = 1
+TP_VEC_MAX = 256  # alternative.c: PAGE_SIZE / sizeof(struct text_poke_loc)
 
 
 class TextPoke:
@@ -28,6 +29,8 @@ class TextPoke:
         pfns = []
         for vpn in range(addr >> PAGE_SHIFT, ((addr + length - 1) >> PAGE_SHIFT) + 1):
             found = self.m.pagetables.lookup(vpn << PAGE_SHIFT)
+            if found is None and (vpn << PAGE_SHIFT) in self.m.ranges.get("kernel_image", ()):
+                continue  # vmlinux text: mapped by the boot page tables, which are not modelled
             if found is None:
                 raise ContractError(f"text_poke: address {vpn << PAGE_SHIFT:#x} is not mapped")
             mapping, index = found
@@ -72,3 +75,23 @@ class TextPoke:
         for addr, _ in sites:
             self.poke(addr, INT3_INSN_SIZE, source)
         self.m.sync_cores(source)
+
+    def queue(self, sites: Sequence[tuple[int, int]], source: str = "text_poke_queue") -> int:
+        """text_poke_queue for each ``(addr, len)`` site, then text_poke_finish; returns the batches.
+
+        alternative.c: text_poke_queue first calls text_poke_flush, which runs
+        text_poke_bp_batch on the queued vector when it holds TP_VEC_MAX entries or when the
+        new address is below the last queued one (tp_order_fail).
+        """
+        batches = 0
+        vec: list[tuple[int, int]] = []
+        for addr, length in sites:
+            if vec and (len(vec) == TP_VEC_MAX or addr < vec[-1][0]):
+                self.bp_batch(vec, source)
+                batches += 1
+                vec = []
+            vec.append((addr, length))
+        if vec:
+            self.bp_batch(vec, source)
+            batches += 1
+        return batches

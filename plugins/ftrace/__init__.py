@@ -1,0 +1,240 @@
+"""ftrace: a module's mcount sites at load, and function tracing switched on and off at run time.
+
+Load (kernel/trace/ftrace.c:ftrace_module_init, 6.1 l.7174; 6.12 l.7561; called by
+load_module while the module is UNFORMED, before complete_formation):
+ftrace_process_locs (6.1 l.6739; 6.12 l.7082) sorts the module's ``__mcount_loc`` in place
+(one rewrite of ``8 n`` bytes of rodata, still RW), allocates ``dyn_ftrace`` records
+(ftrace_allocate_records, 6.1 l.3205: groups of ``2^order`` pages from the page allocator,
+256 records per page) and ftrace_update_code turns every site into a NOP:
+ftrace_init_nop -> ftrace_make_nop -> ftrace_modify_code_direct
+(arch/x86/kernel/ftrace.c 6.1 l.108) -> text_poke_early of MCOUNT_INSN_SIZE (5) bytes, a
+plain memcpy into the still-RW final mapping (Debian builds with ``-mrecord-mcount``
+(FTRACE_MCOUNT_USE_CC), so ftrace_need_init_nop() is true). The RFC points these writes
+at the staging buffer. Counted: ``n + 1`` writes, ``5 n + 8 n`` bytes.
+
+COMING (ftrace_module_enable, 6.1 l.7093; 6.12 l.7481, from prepare_coming_module): if
+tracing is on, every site of the module becomes a call again with text_poke_queue, and
+ftrace_arch_code_modify_post_process ends with text_poke_finish: batches of at most
+TP_VEC_MAX (256), 3 sync IPI rounds each.
+
+Run time, the ``ftrace`` op (``{"op": "ftrace", "enable": true}``): ftrace_startup /
+ftrace_shutdown -> ftrace_modify_all_code (6.1 l.2797; 6.12 l.2888) with
+FTRACE_UPDATE_TRACE_FUNC (the traced function changes between ftrace_stub and the tracer):
+
+1. ftrace_update_ftrace_func(ftrace_ops_list_func): text_poke_bp on ``ftrace_call`` and on
+   ``ftrace_regs_call`` (arch/x86/kernel/ftrace.c 6.1 l.175): 2 batches of one site;
+2. ftrace_replace_code (x86, 6.1 l.193): text_poke_queue of every record to change, in
+   ftrace-page order (vmlinux first, then modules in load order), then text_poke_finish: a
+   flush every 256 records and whenever the address goes down (tp_order_fail);
+3. smp_call_function(ftrace_sync_ipi): one IPI round;
+4. ftrace_update_ftrace_func(the tracer, or ftrace_stub): 2 more single-site batches.
+
+The issue asks for the traceable sites of loaded modules; vmlinux's own sites are patched
+too only when the op says ``"vmlinux": true`` (38213 sites, see VMLINUX_MCOUNT below); a
+disable undoes whatever the enable patched. Enabling while enabled (or disabling while
+disabled) does nothing.
+
+Going (ftrace_release_mod, 6.1 l.7018; 6.12 l.7407): the module's record pages are freed;
+no text is written.
+
+Assumptions: the workload has no site addresses, so a module's sites are spread evenly
+over its core text (init functions are traceable too, but the init-text records that
+ftrace_free_mem drops after init are not modelled separately), and vmlinux's over its .text.
+``ftrace_call``/``ftrace_regs_call`` sit at fixed model offsets in vmlinux text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from permalloc import Machine, SpecError, hookimpl
+from permalloc.plugins.module_loader.patching import (
+    VMLINUX_TEXT_SIZE,
+    PatchCost,
+    class_bytes,
+    section_span,
+    spread,
+    vmlinux_text,
+)
+from permalloc.plugins.module_loader.workload import MemClass
+from permalloc.scenario import Op, OpType
+
+__version__ = "1.0"
+
+MCOUNT_INSN_SIZE = 5  # arch/x86/include/asm/ftrace.h 6.1 l.10
+MCOUNT_LOC_ENTRY = 8  # unsigned long per site in __mcount_loc
+ENTRIES_PER_PAGE = 256  # kernel/trace/ftrace.c 6.1 l.1104: PAGE_SIZE / sizeof(struct dyn_ftrace)
+
+#: Debian 6.1.0-54-amd64 vmlinux (scripts/extract-vmlinux of boot/vmlinuz-6.1.0-54-amd64):
+#: the image is stripped, so __start_mcount_loc is not a symbol; the table is the run of
+#: 40482 ascending 8-byte addresses inside .init.data that all point into .text/.init.text at
+#: a ``call __fentry__`` (0xe8), i.e. "ftrace: allocating 40482 entries in 159 pages" at
+#: boot. 2269 of them are in .init.text and are dropped with the init memory
+#: (ftrace_free_init_mem), which leaves 38213 traceable sites at run time.
+VMLINUX_MCOUNT = 40482
+VMLINUX_MCOUNT_INIT = 2269
+VMLINUX_MCOUNT_RUNTIME = VMLINUX_MCOUNT - VMLINUX_MCOUNT_INIT
+
+# Model positions of ftrace_call / ftrace_regs_call (in ftrace_caller / ftrace_regs_caller).
+FTRACE_FUNC_SITES = (VMLINUX_TEXT_SIZE // 2, VMLINUX_TEXT_SIZE // 2 + 0x100)
+
+
+@dataclass
+class ModuleRecords:
+    sites: list[tuple[int, int]]  # (final address, MCOUNT_INSN_SIZE), ascending
+    pfns: list[int] = field(default_factory=list)  # the dyn_ftrace record pages
+
+
+@dataclass
+class FtraceState:
+    enabled: bool = False
+    vmlinux: bool = False  # vmlinux's sites are calls (enabled with "vmlinux": true)
+    modules: dict[str, ModuleRecords] = field(default_factory=dict)  # in load order
+    toggles: int = 0
+    sites_patched: int = 0
+    batches: int = 0
+
+
+def state(machine: Machine) -> FtraceState:
+    return machine.state("ftrace", FtraceState)
+
+
+def sites_of(module: Any) -> int:
+    """FTRACE_CALLSITE_SECTION: __mcount_loc (or __patchable_function_entries)."""
+    return module.info.table("__mcount_loc") + module.info.table("__patchable_function_entries")
+
+
+def record_groups(count: int) -> list[int]:
+    """ftrace_allocate_pages: the page count of each record group (2^order pages each)."""
+    groups = []
+    while count > 0:
+        pages = -(-count // ENTRIES_PER_PAGE)
+        npages = 1 << (pages.bit_length() - 1)  # order = fls(pages) - 1
+        groups.append(npages)
+        count -= min(count, npages * ENTRIES_PER_PAGE)
+    return groups
+
+
+@hookimpl
+def permalloc_module_finalize(machine: Machine, module: Any, staging: Any) -> dict[str, Any] | None:
+    count = sites_of(module)
+    if not count:
+        return None
+    cost = PatchCost(machine)
+    writes = nbytes = 0
+    for name in ("__mcount_loc", "__patchable_function_entries"):
+        span = section_span(module.info, name)
+        if span is not None and span[2]:
+            staging.store(span[0], span[1], span[2], "ftrace_process_locs/sort")
+            writes += 1
+            nbytes += span[2]
+    offsets = spread(class_bytes(module.info, MemClass.TEXT), count, MCOUNT_INSN_SIZE)
+    for offset in offsets:
+        staging.store(MemClass.TEXT, offset, MCOUNT_INSN_SIZE, "ftrace_init_nop/text_poke_early")
+    writes += len(offsets)
+    nbytes += len(offsets) * MCOUNT_INSN_SIZE
+    records = ModuleRecords([(module.address(MemClass.TEXT, off), MCOUNT_INSN_SIZE) for off in offsets])
+    for npages in record_groups(len(offsets)):
+        records.pfns += machine.alloc_pages(npages, source="ftrace_allocate_records")
+    state(machine).modules[module.name] = records
+    return cost.report("ftrace", stage="finalize", writes=writes, bytes=nbytes, sites=len(offsets), record_pages=len(records.pfns))
+
+
+@hookimpl
+def permalloc_module_coming(machine: Machine, module: Any) -> dict[str, Any] | None:
+    st = state(machine)
+    records = st.modules.get(module.name)
+    if not st.enabled or records is None:
+        return None
+    # ftrace_module_enable: the module's records become calls, queued and flushed in batches
+    cost = PatchCost(machine)
+    batches = machine.text.queue(records.sites, source="ftrace_module_enable/text_poke_queue")
+    return cost.report("ftrace", stage="coming", writes=len(records.sites),
+                       bytes=len(records.sites) * MCOUNT_INSN_SIZE, batches=batches)
+
+
+@hookimpl
+def permalloc_module_going(machine: Machine, module: Any) -> None:
+    records = state(machine).modules.pop(module.name, None)
+    if records is not None and records.pfns:
+        machine.free_pages(records.pfns, source="ftrace_release_mod")
+
+
+def _update_ftrace_func(machine: Machine) -> None:
+    base = vmlinux_text(machine)
+    for offset in FTRACE_FUNC_SITES:
+        machine.text.bp_batch([(base + offset, MCOUNT_INSN_SIZE)], source="ftrace_update_ftrace_func")
+
+
+def toggle(machine: Machine, enable: bool, vmlinux: bool = False) -> int:
+    """ftrace_startup / ftrace_shutdown of the function tracer; returns the sites patched."""
+    st = state(machine)
+    if enable == st.enabled:
+        return 0
+    with_vmlinux = vmlinux if enable else st.vmlinux
+    sites: list[tuple[int, int]] = []
+    if with_vmlinux:
+        base = vmlinux_text(machine)
+        sites += [(base + off, MCOUNT_INSN_SIZE) for off in spread(VMLINUX_TEXT_SIZE, VMLINUX_MCOUNT_RUNTIME, MCOUNT_INSN_SIZE)]
+    for records in st.modules.values():
+        sites += records.sites
+    _update_ftrace_func(machine)  # to ftrace_ops_list_func
+    batches = machine.text.queue(sites, source="ftrace_replace_code/text_poke_queue")
+    machine.sync_cores(source="ftrace_sync_ipi")  # smp_call_function(ftrace_sync_ipi)
+    _update_ftrace_func(machine)  # to the tracer (or back to ftrace_stub)
+    st.enabled, st.vmlinux = enable, enable and vmlinux
+    st.toggles += 1
+    st.sites_patched += len(sites)
+    st.batches += batches
+    return len(sites)
+
+
+class FtraceOp(Op):
+    op: Literal["ftrace"]
+    enable: bool
+    vmlinux: bool = False
+
+
+def _ftrace(ctx: Any, op: FtraceOp) -> None:
+    results = ctx.machine.hook.permalloc_runtime_patch(machine=ctx.machine, kind="ftrace", params=op.model_dump())
+    if all(result is None for result in results):
+        raise SpecError("ftrace: no plugin patches ftrace sites")
+
+
+@hookimpl
+def permalloc_runtime_patch(machine: Machine, kind: str, params: dict[str, Any]) -> int | None:
+    if kind != "ftrace":
+        return None
+    return toggle(machine, bool(params.get("enable")), bool(params.get("vmlinux", False)))
+
+
+@hookimpl
+def permalloc_register_ops() -> list[OpType]:
+    return [
+        OpType("ftrace", FtraceOp, _ftrace, kind="runtime_patch",
+               description="function tracing on/off: patch every mcount site of the loaded modules "
+               "(and vmlinux's with vmlinux=true) in text_poke_bp batches"),
+    ]
+
+
+@hookimpl
+def permalloc_result_extra(machine: Machine) -> dict[str, Any] | None:
+    st = machine.state("ftrace", lambda: None)
+    if st is None:
+        return None
+    return {"ftrace": {
+        "enabled": st.enabled, "toggles": st.toggles, "sites_patched": st.sites_patched, "batches": st.batches,
+        "modules": len(st.modules), "record_pages": sum(len(r.pfns) for r in st.modules.values()),
+    }}
+
+
+@hookimpl
+def permalloc_machine_teardown(machine: Machine) -> None:
+    # After the module loader unloaded everything nothing is left; free what still is.
+    st = machine.state("ftrace", lambda: None)
+    if st is not None:
+        for records in st.modules.values():
+            if records.pfns:
+                machine.free_pages(records.pfns, source="ftrace_release_mod")
+        st.modules.clear()

@@ -1,0 +1,105 @@
+"""ftrace: NOP5 per mcount site at load, batched enable/disable at run time, records released."""
+
+from __future__ import annotations
+
+import math
+
+from permalloc import Machine, MachineSpec, PolicySpec
+from permalloc.plugins.ftrace import VMLINUX_MCOUNT_RUNTIME, record_groups, state, toggle
+
+
+def _cost(m: Machine, fn):
+    before = dict(m.metrics.counters)
+    result = fn()
+    return result, {k: m.metrics.counters[k] - before[k] for k in ("sync_ipis", "text_pokes", "local_flushes", "shootdowns")}
+
+
+def test_module_init_nops_every_site_and_sorts_the_table(patch_machine, load, reports):
+    m = patch_machine()
+    (xfs,) = load(m, "xfs")
+    n = xfs.info.table("__mcount_loc")
+    assert n == 2650
+    r = reports(xfs, "ftrace", "finalize")
+    # ftrace_process_locs: one sort of __mcount_loc (8 n bytes) + one 5-byte NOP per site
+    assert (r["writes"], r["bytes"], r["sites"]) == (n + 1, 8 * n + 5 * n, n)
+    assert r["text_pokes"] == r["sync_ipis"] == r["local_flushes"] == 0  # text_poke_early: memcpy
+    # ftrace_allocate_records: 11 pages of records -> groups of 8, 2 and 1 pages
+    assert record_groups(n) == [8, 2, 1] and r["record_pages"] == 11
+    assert reports(xfs, "ftrace", "coming") == {}  # tracing is off
+
+
+def test_enable_cost_scales_with_sites_and_batches(patch_machine, load):
+    m = patch_machine()
+    (fuse,) = load(m, "fuse")
+    n = fuse.info.table("__mcount_loc")
+    assert n == 293  # > TP_VEC_MAX: two batches
+    patched, cost = _cost(m, lambda: toggle(m, True))
+    batches = math.ceil(n / 256)
+    assert patched == n and batches == 2
+    # 3 sync rounds per batch; ftrace_update_ftrace_func twice (2 text_poke_bp each) and one
+    # ftrace_sync_ipi round
+    assert cost["sync_ipis"] == 3 * batches + 4 * 3 + 1
+    assert cost["text_pokes"] == 3 * n + 4 * 3 and cost["local_flushes"] == cost["text_pokes"]
+    assert cost["shootdowns"] == 0
+    assert _cost(m, lambda: toggle(m, True))[0] == 0  # already on: nothing to do
+    patched, cost = _cost(m, lambda: toggle(m, False))
+    assert patched == n and cost["sync_ipis"] == 3 * batches + 13
+
+
+def test_more_modules_more_batches(patch_machine, load):
+    m = patch_machine()
+    mods = load(m, "fuse", "xfs", "crc16")
+    total = sum(lm.info.table("__mcount_loc") for lm in mods)
+    patched, cost = _cost(m, lambda: toggle(m, True))
+    assert patched == total
+    # queued in load order; a new batch at each 256 entries and whenever the address goes down
+    assert cost["sync_ipis"] >= 3 * math.ceil(total / 256) + 13
+    assert cost["text_pokes"] == 3 * total + 12
+
+
+def test_module_loaded_while_tracing_is_patched_when_it_comes(patch_machine, load, reports):
+    m = patch_machine()
+    toggle(m, True)
+    (fuse,) = load(m, "fuse")
+    r = reports(fuse, "ftrace", "coming")
+    assert (r["writes"], r["batches"], r["sync_ipis"], r["text_pokes"]) == (293, 2, 6, 3 * 293)
+
+
+def test_vmlinux_sites_only_when_asked(patch_machine, load):
+    m = patch_machine()
+    load(m, "crc16")  # no mcount sites
+    assert toggle(m, True) == 0
+    toggle(m, False)
+    patched, cost = _cost(m, lambda: toggle(m, True, vmlinux=True))
+    assert patched == VMLINUX_MCOUNT_RUNTIME == 38213
+    assert cost["sync_ipis"] == 3 * math.ceil(patched / 256) + 13
+    assert toggle(m, False) == VMLINUX_MCOUNT_RUNTIME  # the disable undoes what was enabled
+
+
+def test_going_releases_the_records(patch_machine, load):
+    from permalloc.plugins.module_loader import loader as loader_of
+
+    m = patch_machine()
+    load(m, "xfs")
+    held = sum(len(r.pfns) for r in state(m).modules.values())
+    assert held >= 11
+    seen = []
+    m.trace = seen.append
+    loader_of(m).unload("xfs")
+    loader_of(m).unload("libcrc32c")
+    assert state(m).modules == {}
+    # ftrace_release_mod: free_pages of every record group, no text written
+    assert sum(e.n for e in seen if e.kind == "page_free" and e.source == "ftrace_release_mod") == held
+    assert not any(e.kind in ("text_poke", "sync_ipi") for e in seen)
+    assert toggle(m, True) == 0
+
+
+def test_kernel_image_text_can_be_poked():
+    m = Machine(MachineSpec(arch="generic", memory="1G", cpus=4), PolicySpec(name="t"))
+    seen = []
+    m.trace = seen.append
+    addr = m.ranges["kernel_image"].start + 0x1234
+    m.text.bp_batch([(addr, 5)])
+    pokes = [e for e in seen if e.kind == "text_poke"]
+    assert len(pokes) == 3 and all(not e.pfns for e in pokes)
+    assert m.metrics.counters["sync_ipis"] == 3
