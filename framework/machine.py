@@ -45,6 +45,13 @@ def kernel_version(text: str) -> tuple[int, int]:
         raise PermallocError(f"policy kernel {text!r}: expected a version such as 6.1 or 6.12") from None
 
 
+def _bind_observer(function: Callable[..., Any], argnames: tuple[str, ...]) -> Callable[[Machine, ev.Event], Any]:
+    """Adapt a permalloc_event implementation (any subset of its arguments) to (machine, event)."""
+    if argnames == ("machine", "event"):
+        return function
+    return lambda machine, event: function(*[machine if name == "machine" else event for name in argnames])
+
+
 def _check_policy(policy: PolicySpec, arch: ArchInfo) -> None:
     """Refuse a policy whose mechanisms the arch does not have, rather than ignore them."""
     needs = {
@@ -111,7 +118,7 @@ class Machine:
         # implementations are called directly, in pluggy's order (last registered first),
         # to spare pluggy's per-call dispatch. They are already guarded (pluginmanager._guard).
         self._observers = [
-            (impl.function, impl.argnames) for impl in reversed(self.hook.permalloc_event.get_hookimpls())
+            _bind_observer(impl.function, impl.argnames) for impl in reversed(self.hook.permalloc_event.get_hookimpls())
         ]
         self.trace: Callable[[ev.Event], None] | None = None
         self.atomic_depth = 0
@@ -147,8 +154,8 @@ class Machine:
         self.metrics.fold(event)
         if self.trace is not None:
             self.trace(event)
-        for function, argnames in self._observers:
-            function(*[self if name == "machine" else event for name in argnames])
+        for observe in self._observers:
+            observe(self, event)
         return event
 
     @contextlib.contextmanager

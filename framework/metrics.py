@@ -88,7 +88,7 @@ def cost_table(cost: CostModel, cpus: int) -> dict[str, tuple[float, float]]:
         ev.PTE_PERM: (0.0, cost.pte_update_ns),
         ev.DIRECTMAP_PERM: (0.0, cost.pte_update_ns),
         ev.PAGE_ALLOC: (0.0, cost.page_alloc_ns),
-        ev.TEXT_POKE: (cost.text_poke_ns, cost.poke_byte_ns),
+        ev.TEXT_POKE: (cost.text_poke_ns + cost.local_flush_page_ns, cost.poke_byte_ns),
     })
     return table
 
@@ -107,7 +107,8 @@ _COUNTS: dict[str, tuple[tuple[str, int], ...]] = {
     ev.FLUSH_ALL: (("shootdowns", 1),),
     ev.SYNC_IPI: (("sync_ipis", 1),),
     ev.FLUSH_LOCAL: (("local_flushes", 1),),
-    ev.TEXT_POKE: (("text_pokes", 1),),
+    # __text_poke ends with a flush of poking_mm on this CPU: one local flush per poke
+    ev.TEXT_POKE: (("text_pokes", 1), ("local_flushes", 1)),
 }
 _COUNTS_N: dict[str, str] = {
     ev.SPLIT_1G: "directmap_splits_1g",

@@ -43,10 +43,9 @@ class TextPoke:
             return
         if (addr & (PAGE_SIZE - 1)) + length > 2 * PAGE_SIZE:
             raise ContractError(f"{source}: {length} bytes at {addr:#x} cross more than two pages")
-        pfns = self._pfns(addr, length)
-        self.m.emit(ev.TEXT_POKE, length, addr, pfns, source)
-        # unuse_temporary_mm + flush_tlb_mm_range(poking_mm, ...): this CPU only
-        self.m.flush_local(addr, addr + len(pfns) * PAGE_SIZE, source=f"{source}/poking_mm")
+        # One event: the write through poking_mm and the flush that unuse_temporary_mm +
+        # flush_tlb_mm_range(poking_mm, ...) make on this CPU only (metrics count both).
+        self.m.emit(ev.TEXT_POKE, length, addr, self._pfns(addr, length), source)
 
     def copy(self, addr: int, length: int, source: str = "text_poke_copy") -> None:
         """text_poke_copy / text_poke_set: __text_poke over chunks of up to two pages."""

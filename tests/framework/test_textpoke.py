@@ -15,8 +15,9 @@ def _machine_with_text(pages: int = 4):
 def test_text_poke_is_local_only():
     m, area, seen = _machine_with_text()
     m.text.poke(area.addr + 10, 5)
-    assert [e.kind for e in seen] == ["text_poke", "flush_local"]
-    assert m.metrics.counters["ipis"] == 0 and m.metrics.counters["poke_bytes"] == 5
+    assert [e.kind for e in seen] == ["text_poke"]  # the write and its poking_mm flush
+    c = m.metrics.counters
+    assert c["local_flushes"] == 1 and c["ipis"] == 0 and c["poke_bytes"] == 5
 
 
 def test_text_poke_copy_chunks_by_two_pages():

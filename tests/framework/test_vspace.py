@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from permalloc import OutOfMemory, VRange
 from permalloc.vspace import AddressSpace
 
-R = VRange(name="t", start=0x1000_0000, end=0x1100_0000)
+R = VRange(name="t", start=0x1000_0000, end=0x5000_0000)
 
 
 def test_first_fit_lowest_address_and_alignment():
