@@ -13,6 +13,10 @@ from .pages import PAGE_SIZE, PAGES_PER_PMD, PMD_SIZE, PMDS_PER_PUD, PUD_SIZE
 from .perms import Perm
 
 DEFAULT = int(Perm.RW)  # PAGE_KERNEL: present, writable, NX (plain ints: hot path)
+_R = int(Perm.R)
+# _NP: a not-present entry (NONE) stays not present unless the change sets R (present):
+# set_memory_ro/rw/x/nx and CPA alias processing never set _PAGE_PRESENT, so the RW or X
+# bit they set on a not-present alias makes nothing accessible.
 
 
 class DirectMap:
@@ -90,7 +94,7 @@ class DirectMap:
                 changed.extend(self._change_pages(members, set_mask, clear_mask))
                 continue
             old = self._block_perm.get(block, DEFAULT)
-            new = (old | set_mask) & ~clear_mask
+            new = (old | set_mask) & ~clear_mask if old or set_mask & _R else old  # see _NP
             if new == old:
                 continue  # should_split_large_page: nothing to change, no split
             s1g += self._split_1g(block)
@@ -110,7 +114,7 @@ class DirectMap:
         changed = []
         for pfn in pfns:
             old = self._perm.get(pfn, DEFAULT)
-            new = (old | set_mask) & ~clear_mask
+            new = (old | set_mask) & ~clear_mask if old or set_mask & _R else old  # see _NP
             if new != old:
                 if new == DEFAULT:
                     del self._perm[pfn]

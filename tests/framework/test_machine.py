@@ -24,8 +24,10 @@ def _churn(machine: Machine, n: int = 300) -> None:
 
 
 def _state_size(m: Machine) -> int:
+    # 1 GiB splits are checked on their own below: a 16 GiB machine runs out of 1 GiB leaves
+    # (16) while a 4 TiB one does not, so they cannot be compared between the two machines.
     return (len(m.phys._used) + len(m.phys._whole) + len(m.directmap._perm) + len(m.directmap.split_2m)
-            + len(m.directmap.split_1g) + len(m.tlb) + len(m.pagetables))
+            + len(m.tlb) + len(m.pagetables))
 
 
 def test_model_state_does_not_grow_with_ram_or_cpus(arch):
@@ -39,6 +41,8 @@ def test_model_state_does_not_grow_with_ram_or_cpus(arch):
     # the same work emits comparable numbers of events and leaves comparable state
     assert huge.events_seen <= small.events_seen * 1.2 + 50
     assert _state_size(huge) <= _state_size(small) * 1.5 + 64
+    # each 1 GiB split is caused by a change at 2 MiB granularity: bounded by the work, not RAM
+    assert len(huge.directmap.split_1g) <= len(huge.directmap.split_2m) + len(huge.phys._whole) + 64
 
 
 @settings(max_examples=15, deadline=None)

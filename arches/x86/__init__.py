@@ -1,0 +1,297 @@
+"""The x86-64 arch backend: the kernel's x86 mechanisms plus the RFC's four optimisations.
+
+It overrides the generic arch where x86 does better and inherits the rest (``change`` and
+``set_memory`` are the generic set_memory_* engine, which follows set_memory.c already).
+
+* ``alloc``/``free`` with every switch off: the generic module_alloc path (RW+NX vmalloc
+  with VM_FLUSH_RESET_PERMS, arch/x86/kernel/module.c:module_alloc 6.1 l.68).
+* ``finish`` with ``text_loading=set_memory``: the permission-changing calls of
+  kernel/module/strict_rwx.c for the policy's kernel (6.1 and older: set_memory_ro, then
+  set_memory_x; 6.12: one set_memory_rox for text).
+* ``poke``: text_poke_bp for an instruction (<= POKE_MAX_OPCODE_SIZE bytes, int3 and up to
+  three sync IPIs, alternative.c:text_poke_bp_batch), text_poke_copy for anything larger
+  (local flushes only); writable data is simply stored to.
+* The RFC's switches (PolicySpec fields), each in its own module:
+  (1) ``directmap="unmapped-block-cache"`` -> blockcache.py, (2) ``text_loading="text_poke"``
+  -> staging.py, (3) ``live_cache`` -> livecache.py, (4) ``huge_mappings`` -> hugepack.py.
+  Optimisation 2 without 1 takes fresh pages out of the direct map one by one (dmalias.py).
+* ``rox_cache`` (the execmem ROX cache, 2025) is not implemented: it is in neither the 6.1
+  nor the 6.12 tree, so ArchInfo.features has no "rox-cache" and Machine refuses such a
+  policy with a PermallocError naming the missing mechanism.
+
+Per-machine state lives in ``machine.state("x86", ...)``: this module is shared by machines.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from permalloc import (
+    ArchInfo,
+    Machine,
+    MachineSpec,
+    Perm,
+    PermAllocation,
+    State,
+    VRange,
+    hookimpl,
+)
+from permalloc.pages import PAGE_SIZE, pages_for
+from permalloc.vmalloc import VmArea
+
+from . import dmalias, layout, staging
+from .blockcache import BlockCache
+from .hugepack import HugePacks, Region
+from .livecache import LiveCache, LiveRange
+
+__version__ = "1.0"
+
+
+class X86State:
+    def __init__(self, machine: Machine) -> None:
+        self.blocks = BlockCache(machine)
+        self.live = LiveCache()
+        self.packs = HugePacks(machine)
+        self.closing = False  # teardown began: frees bypass the caches from now on
+
+
+@dataclass(eq=False)
+class Backing:
+    """What an x86 allocation is made of (``alloc.backend["x86"]``)."""
+
+    kind: str  # "area": its own vmap/vmalloc area; "pack": a slot of a 2 MiB region
+    area: VmArea | None = None
+    source: str = "buddy"  # who owns the area's pages: "buddy" (vfree frees them) or "cache"
+    staging: VmArea | None = None
+    region: Region | None = None
+    first: int = 0
+    npages: int = 0
+
+
+def _state(machine: Machine) -> X86State:
+    return machine.state("x86", lambda: X86State(machine))
+
+
+def _blocks(machine: Machine) -> BlockCache | None:
+    return _state(machine).blocks if machine.policy.directmap == "unmapped-block-cache" else None
+
+
+# -- arch description ---------------------------------------------------------------------------
+@hookimpl
+def permalloc_arch_describe(spec: MachineSpec) -> ArchInfo:
+    return layout.describe(spec)
+
+
+@hookimpl
+def permalloc_machine_start(machine: Machine) -> None:
+    _state(machine)
+
+
+# -- alloc --------------------------------------------------------------------------------------
+def _staged(machine: Machine, size: int, perm: Perm, vrange: VRange, addr: int, allocated: int,
+            backing: Backing) -> PermAllocation:
+    backing.staging = staging.create(machine, size)
+    return PermAllocation(addr=addr, size=size, perm=perm, range_name=vrange.name, allocated=allocated,
+                          staging=backing.staging.addr, backend={"x86": backing})
+
+
+@hookimpl
+def permalloc_alloc(machine: Machine, size: int, perm: Perm, vrange: VRange) -> PermAllocation | None:
+    policy = machine.policy
+    st = _state(machine)
+    blocks = _blocks(machine)
+    npages = pages_for(size)
+    source = "perm_alloc"
+    if policy.live_cache and perm == Perm.RX:
+        hit = st.live.take(perm, vrange.name, npages)
+        if hit is not None:  # opt 3: a live RX range, int3-filled at its last free
+            backing = Backing("area", area=hit.area, source=hit.source)
+            return _staged(machine, size, perm, vrange, hit.area.addr, hit.area.size, backing)
+    if policy.huge_mappings:
+        slot = st.packs.alloc(perm, vrange.name, npages, blocks)
+        if slot is not None:  # opt 4: a slot of a 2 MiB leaf mapped at the final permission
+            region, first = slot
+            addr = st.packs.slot_addr(region, first)
+            backing = Backing("pack", region=region, first=first, npages=npages)
+            if perm & Perm.W:
+                return PermAllocation(addr=addr, size=size, perm=perm, range_name=vrange.name,
+                                      allocated=npages * PAGE_SIZE, staging=addr, backend={"x86": backing})
+            return _staged(machine, size, perm, vrange, addr, npages * PAGE_SIZE, backing)
+    text_poke = policy.text_loading == "text_poke"
+    if perm & Perm.W or (blocks is None and not text_poke):
+        return None  # the generic module_alloc path: RW+NX, VM_FLUSH_RESET_PERMS
+    first_perm = perm if text_poke else Perm.RW
+    if blocks is not None:
+        # opt 1: pages whose direct map is already gone; map at once, no flush (NP -> P)
+        pfns = blocks.take(npages, first_perm, source)
+        area = machine.vmalloc.vmap(pfns, vrange.name, first_perm, source=source)
+        backing = Backing("area", area=area, source="cache")
+    else:
+        # opt 2 alone: fresh pages, taken out of the direct map before they are mapped RX
+        pfns = machine.alloc_pages(npages, source=source)
+        dmalias.unmap(machine, pfns, source)
+        area = machine.vmalloc.vmap(pfns, vrange.name, perm, source=source)
+        area.pages = pfns  # owned: vfree frees them
+        area.reset_perms = True  # VM_FLUSH_RESET_PERMS: vfree flushes and restores the direct map
+        backing = Backing("area", area=area, source="buddy")
+    if text_poke:
+        return _staged(machine, size, perm, vrange, area.addr, area.size, backing)
+    return PermAllocation(addr=area.addr, size=size, perm=perm, range_name=vrange.name, allocated=area.size,
+                          staging=area.addr, backend={"x86": backing})
+
+
+@hookimpl
+def permalloc_writable(machine: Machine, alloc: PermAllocation) -> int | None:
+    backing = alloc.backend.get("x86")
+    if backing is None or backing.staging is None:
+        return None  # written in place (generic)
+    return backing.staging.addr
+
+
+# -- finish -------------------------------------------------------------------------------------
+def _strict_rwx(machine: Machine, alloc: PermAllocation) -> None:
+    """The set_memory_* calls of complete_formation that change ``alloc``'s permission.
+
+    (module_enable_nx / module_enable_data_nx change nothing on RW+NX memory; consumers that
+    replay the kernel's exact sequence, like the module loader, issue those themselves.)
+    """
+    addr, npages, perm = alloc.addr, pages_for(alloc.size), alloc.perm
+    calls: list[str] = []
+    if machine.kernel >= (6, 12) and perm == Perm.RX:
+        calls = ["set_memory_rox"]  # strict_rwx.c (6.12 l.32): module_enable_text_rox
+    else:
+        if not perm & Perm.W:
+            calls.append("set_memory_ro")  # strict_rwx.c: module_enable_ro (6.1 l.92) / _rodata_ro (6.12 l.47)
+        if perm & Perm.X:
+            calls.append("set_memory_x")  # module_enable_x (6.1 l.82)
+    for name in calls:
+        machine.perm.set_memory(name, addr, npages)
+
+
+@hookimpl
+def permalloc_finish(machine: Machine, alloc: PermAllocation) -> bool:
+    backing = alloc.backend.get("x86")
+    if backing is not None and backing.staging is not None:
+        staging.load(machine, alloc, backing.staging)  # opt 2: text_poke_copy, local flushes only
+        backing.staging = None
+    elif machine.policy.text_loading == "set_memory":
+        _strict_rwx(machine, alloc)
+    # else: mapped at its final permission from the start (RW data under text_poke loading)
+    return True
+
+
+# -- poke ---------------------------------------------------------------------------------------
+@hookimpl
+def permalloc_poke(machine: Machine, alloc: PermAllocation, offset: int, length: int) -> bool:
+    addr = alloc.addr + offset
+    if alloc.perm & Perm.W:
+        machine.store(addr, length, source="poke")  # writable data: a plain store
+    elif alloc.perm & Perm.X and length <= layout.POKE_MAX_OPCODE_SIZE:
+        # alternative.c:text_poke_bp (6.1 l.1996) -> text_poke_bp_batch: int3, tail, byte 0
+        machine.text.bp_batch([(addr, length)], source="text_poke_bp")
+    else:
+        # alternative.c:text_poke_copy (6.1 l.1514): __text_poke per 2 pages, no IPI
+        machine.text.copy(addr, length, source="text_poke_copy")
+    return True
+
+
+# -- free ---------------------------------------------------------------------------------------
+def _release_area(machine: Machine, st: X86State, area: VmArea, source: str) -> None:
+    """Unmap an area for good: the flush happens here (or is owed by the block cache)."""
+    if source == "buddy":
+        machine.vmalloc.vfree(area, source="vfree")  # VM_FLUSH_RESET_PERMS: one flush
+        return
+    assert area.mapping is not None
+    pfns, stale = list(area.mapping.pfns), bytes(area.mapping.perms)
+    machine.vmalloc.vunmap(area, source="perm_free/vunmap")  # lazy, no flush
+    st.blocks.give_back(pfns, stale)
+
+
+def _live_rx(machine: Machine, area: VmArea | None) -> bool:
+    if not machine.policy.live_cache or area is None or area.mapping is None:
+        return False
+    return set(area.mapping.perms) == {int(Perm.RX)}
+
+
+def _keep_live(machine: Machine, st: X86State, entry: LiveRange) -> None:
+    """opt 3: fill with int3 through text_poke_set and keep the mapping for reuse."""
+    machine.text.copy(entry.area.addr, entry.area.size, source="perm_free/text_poke_set")
+    for evicted in st.live.put(entry):
+        _release_area(machine, st, evicted.area, evicted.source)
+
+
+@hookimpl
+def permalloc_free(machine: Machine, alloc: PermAllocation) -> bool | None:
+    st = _state(machine)
+    done = _free(machine, st, alloc)
+    if st.closing:
+        _drain(machine, st)  # a consumer unloading in its own teardown, after ours
+    return done
+
+
+def _free(machine: Machine, st: X86State, alloc: PermAllocation) -> bool | None:
+    backing = alloc.backend.get("x86")
+    if backing is None:  # allocated by the generic path
+        area = alloc.backend.get("area")
+        if _live_rx(machine, area):
+            _keep_live(machine, st, LiveRange(area, "buddy", Perm.RX, alloc.range_name))
+            return True
+        return None  # generic vfree
+    if backing.staging is not None:
+        staging.discard(machine, backing.staging)
+        backing.staging = None
+    if backing.kind == "pack":
+        assert backing.region is not None
+        st.packs.free(backing.region, backing.first, backing.npages, loaded=alloc.state is State.LIVE,
+                      keep_empty=machine.policy.live_cache, blocks=_blocks(machine))
+        return True
+    assert backing.area is not None
+    if _live_rx(machine, backing.area):
+        _keep_live(machine, st, LiveRange(backing.area, backing.source, Perm.RX, alloc.range_name))
+    else:
+        _release_area(machine, st, backing.area, backing.source)
+    return True
+
+
+# -- memory pressure and teardown ------------------------------------------------------------------
+def _reclaim_mappings(machine: Machine, st: X86State) -> int:
+    """Unmap every cached live range and empty pack region; returns pages freed to the buddy."""
+    freed = 0
+    for entry in st.live.drain():
+        freed += entry.npages if entry.source == "buddy" else 0
+        _release_area(machine, st, entry.area, entry.source)
+    return freed + st.packs.release_empty(_blocks(machine))
+
+
+@hookimpl
+def permalloc_shrink(machine: Machine, pages: int) -> int:
+    """The shrinker: live mappings first (opt 3/4), then whole blocks of the block cache (opt 1)."""
+    if pages <= 0:
+        return 0
+    st = _state(machine)
+    freed = _reclaim_mappings(machine, st)
+    blocks = _blocks(machine)
+    if blocks is not None and freed < pages:
+        freed += blocks.shrink(pages - freed)
+    return freed
+
+
+def _drain(machine: Machine, st: X86State) -> None:
+    _reclaim_mappings(machine, st)
+    blocks = _blocks(machine)
+    if blocks is not None:
+        blocks.shrink(1 << 62, source="teardown")
+
+
+@hookimpl
+def permalloc_machine_teardown(machine: Machine) -> list[str]:
+    """Release every cache, so that the invariants' leak check (trylast) finds nothing.
+
+    Consumers may free their allocations in their own teardown, before or after this one
+    (pluggy orders them by registration): from here on every free bypasses the caches. Pages
+    still in use are reported by the invariants' check (leaked pages and mappings).
+    """
+    st = _state(machine)
+    st.closing = True
+    _drain(machine, st)
+    return []

@@ -1,0 +1,117 @@
+"""RFC optimisation 4: same-permission allocations packed under 2 MiB leaves."""
+
+from __future__ import annotations
+
+from permalloc import Machine
+from permalloc.arches.x86 import _state
+from permalloc.pages import PMD_SIZE
+
+from .conftest import policy_for, x86
+
+HUGE = policy_for(huge=True)
+
+
+def _load(m: Machine, size: int, perm: str = "RX"):
+    a = m.perm.alloc(size, perm)
+    m.perm.write(a, 0, size)
+    m.perm.finish(a)
+    return a
+
+
+def test_same_permission_shares_one_2m_leaf():
+    m = x86(HUGE)
+    a = _load(m, 16384)
+    before = dict(m.metrics.counters)
+    seen = []
+    m.trace = seen.append
+    b = _load(m, 5000)
+    assert a.addr % PMD_SIZE == 0 and b.addr == a.addr + 16384  # packed, page after page
+    assert m.gauges()["huge_mappings"] == 1
+    # the second allocation maps nothing and flushes nothing: text_poke_copy into the slot
+    assert m.metrics.counters["shootdowns"] == before["shootdowns"]
+    assert [e.source for e in seen if e.kind == "map"] == ["perm_alloc/staging"]  # only the buffer
+
+
+def test_each_permission_gets_its_own_region():
+    m = x86(HUGE)
+    allocs = [_load(m, 8192, perm) for perm in ("RX", "R", "RW", "RX")]
+    assert m.gauges()["huge_mappings"] == 3
+    assert allocs[3].addr - allocs[0].addr == 8192
+    assert len({a.addr // PMD_SIZE for a in allocs[:3]}) == 3
+
+
+def test_slot_is_loaded_through_staging_even_with_set_memory_loading():
+    m = x86(HUGE)  # text_loading=set_memory: a shared RX leaf cannot be made writable
+    a = m.perm.alloc(16384, "RX")
+    assert m.perm.writable(a) != a.addr
+    m.perm.write(a, 0, 16384)
+    before = dict(m.metrics.counters)
+    m.perm.finish(a)
+    assert m.metrics.counters["shootdowns"] == before["shootdowns"]
+    assert m.metrics.counters["text_pokes"] - before["text_pokes"] == 2
+
+
+def test_free_fills_the_slot_with_int3_and_the_last_free_releases_the_region():
+    m = x86(HUGE, gbpages=False)
+    a, b = _load(m, 16384), _load(m, 16384)
+    before = dict(m.metrics.counters)
+    m.perm.free(a)
+    # bpf_prog_pack_free -> text_poke_set(0xcc) over the slot: local only
+    assert m.metrics.counters["text_pokes"] - before["text_pokes"] == 2
+    assert m.metrics.counters["shootdowns"] == before["shootdowns"]
+    assert m.gauges()["huge_mappings"] == 1
+    seen = []
+    m.trace = seen.append
+    m.perm.free(b)
+    # the empty region goes: unmapped lazily, then one flush before its block returns
+    assert [e.source for e in seen if e.kind in ("flush_all", "flush_range")] == ["pack_release/_vm_unmap_aliases"]
+    assert m.gauges()["huge_mappings"] == 0
+    assert m.teardown() == []
+
+
+def test_live_cache_keeps_an_empty_region_until_the_shrinker():
+    m = x86(policy_for(huge=True, live_cache=True))
+    a = _load(m, 16384)
+    m.perm.free(a)
+    assert m.gauges()["huge_mappings"] == 1
+    again = _load(m, 16384)
+    assert again.addr == a.addr  # the same slot of the kept region
+    m.perm.free(again)
+    assert m.perm.shrink(4096) == 512
+    assert m.gauges()["huge_mappings"] == 0
+    assert m.teardown() == []
+
+
+def test_changing_a_slot_splits_the_leaf_and_free_sets_it_back():
+    m = x86(HUGE)
+    a, b = _load(m, 8192), _load(m, 8192)
+    seen = []
+    m.trace = seen.append
+    m.perm.change(a, "R")
+    # set_memory_nx on part of a 2 MiB leaf: __should_split_large_page splits it (a full flush)
+    assert [e.kind for e in seen if e.kind == "vmap_split_2m"] == ["vmap_split_2m"]
+    assert m.gauges()["huge_mappings"] == 0
+    m.perm.free(a)  # set_memory_x puts the slot back to the region's RX before reuse
+    mapping, index = m.pagetables.lookup(a.addr)
+    assert mapping.perms[index] == mapping.perms[index + 2]
+    m.perm.free(b)
+    assert m.metrics.counters["wx_violations"] == 0
+    assert m.teardown() == []
+
+
+def test_allocations_over_2m_are_not_packed():
+    m = x86(HUGE)
+    a = _load(m, PMD_SIZE + 4096)
+    assert m.gauges()["huge_mappings"] == 0 and not _state(m).packs.regions
+    m.perm.free(a)
+    assert m.teardown() == []
+
+
+def test_rfc_full_block_cache_backs_the_regions():
+    m = x86(policy_for(block_cache=True, text_poke=True, live_cache=True, huge=True), gbpages=False)
+    a, r = _load(m, 16384), _load(m, 16384, "R")
+    # one refill per region (a whole block each), nothing else
+    assert m.metrics.counters["shootdowns"] == 2 and m.gauges()["huge_mappings"] == 2
+    m.perm.free(a)
+    m.perm.free(r)
+    assert m.teardown() == []
