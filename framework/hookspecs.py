@@ -201,8 +201,17 @@ def permalloc_machine_start(machine: Machine) -> None:
 
 
 @hookspec
+def permalloc_machine_release(machine: Machine) -> None:
+    """The run is over: consumers release everything they still hold (unload modules, programs).
+
+    Called before ``permalloc_machine_teardown``, so that arch caches are drained after the
+    last free.
+    """
+
+
+@hookspec
 def permalloc_machine_teardown(machine: Machine) -> list[str] | None:
-    """The run is over and everything was freed; return a list of problems found (leaks)."""
+    """After release: arches drain their caches, observers check; return problems found (leaks)."""
 
 
 @hookspec

@@ -307,7 +307,8 @@ class Machine:
 
     # -- contract ---------------------------------------------------------------------------
     def teardown(self) -> list[str]:
-        """End of run: observers check for leaks; returns the problems they found."""
+        """End of run: consumers release, arches drain, observers check; returns the problems found."""
+        self.hook.permalloc_machine_release(machine=self)
         problems: list[str] = []
         for found in self.hook.permalloc_machine_teardown(machine=self):
             problems.extend(found or [])

@@ -171,7 +171,8 @@ def _guard(pm: pluggy.PluginManager) -> None:
         for impl in getattr(pm.hook, hookname).get_hookimpls():
             if not (impl.hookwrapper or impl.wrapper) and not getattr(impl.function, "_permalloc_guarded", False):
                 impl.function = _guarded(impl.function, impl.plugin_name, hookname, expected)
-    for caller_name in ("permalloc_module_going", "permalloc_event", "permalloc_machine_start", "permalloc_add_commands"):
+    for caller_name in ("permalloc_module_going", "permalloc_event", "permalloc_machine_start",
+                        "permalloc_machine_release", "permalloc_add_commands", "permalloc_run_report"):
         for impl in getattr(pm.hook, caller_name).get_hookimpls():
             if not (impl.hookwrapper or impl.wrapper) and not getattr(impl.function, "_permalloc_guarded", False):
                 impl.function = _guarded(impl.function, impl.plugin_name, caller_name, None)

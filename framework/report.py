@@ -15,6 +15,7 @@ from .metrics import METRICS
 from .simulation import PolicyResult
 from .spec import MachineSpec
 
+
 class Stat(BaseModel):
     model_config = ConfigDict(extra="forbid")
     mean: float

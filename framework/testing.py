@@ -66,9 +66,11 @@ class ContractSuite:
     #: (a W+X window the invariants count); every other step must keep W^X regardless.
     poke_keeps_wx: ClassVar[bool] = True
 
-    @pytest.fixture(params=range(len(policies)))
-    def policy(self, request: pytest.FixtureRequest) -> PolicySpec:
-        return type(self).policies[request.param]
+    def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
+        # every policy of the subclass's list (pytest calls this hook on test classes too)
+        if "policy" in metafunc.fixturenames:
+            chosen = type(self).policies
+            metafunc.parametrize("policy", chosen, ids=[p.name for p in chosen])
 
     @pytest.fixture
     def machine(self, policy: PolicySpec) -> Machine:

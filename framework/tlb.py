@@ -13,7 +13,6 @@ from collections import Counter
 from .pages import PAGE_SHIFT
 from .perms import Perm
 
-
 _W, _X = int(Perm.W), int(Perm.X)
 
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .pages import PAGE_SHIFT, PAGE_SIZE, PAGES_PER_PMD, PMD_SIZE, align_up
 from .errors import OutOfMemory
+from .pages import PAGE_SHIFT, PAGE_SIZE, PAGES_PER_PMD, PMD_SIZE, align_up
 from .perms import Perm
 
 if TYPE_CHECKING:

@@ -287,9 +287,9 @@ def _drain(machine: Machine, st: X86State) -> None:
 def permalloc_machine_teardown(machine: Machine) -> list[str]:
     """Release every cache, so that the invariants' leak check (trylast) finds nothing.
 
-    Consumers may free their allocations in their own teardown, before or after this one
-    (pluggy orders them by registration): from here on every free bypasses the caches. Pages
-    still in use are reported by the invariants' check (leaked pages and mappings).
+    Consumers released their allocations in permalloc_machine_release, before this; a late
+    free still bypasses the caches from here on. Pages still in use are reported by the
+    invariants' check (leaked pages and mappings).
     """
     st = _state(machine)
     st.closing = True

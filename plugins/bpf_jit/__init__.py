@@ -80,13 +80,19 @@ def permalloc_result_extra(machine: Machine) -> dict[str, Any] | None:
 
 
 @hookimpl
+def permalloc_machine_release(machine: Machine) -> None:
+    """Unload what is still loaded."""
+    st = state(machine)
+    for prog_id in list(st.programs):
+        unload_program(machine, prog_id)
+
+
+@hookimpl
 def permalloc_machine_teardown(machine: Machine) -> list[str]:
-    """Unload what is still loaded; report allocator state that did not return to zero."""
+    """Report allocator state that did not return to zero."""
     st = state(machine)
     if st.allocator is None:
         return []
-    for prog_id in list(st.programs):
-        unload_program(machine, prog_id)
     report = st.allocator.report()
     problems = []
     for key in ("packs_live", "oversized_live", "areas_live"):

@@ -229,8 +229,8 @@ def permalloc_result_extra(machine: Machine) -> dict[str, Any] | None:
     }}
 
 
-@hookimpl
-def permalloc_machine_teardown(machine: Machine) -> None:
+@hookimpl(trylast=True)
+def permalloc_machine_release(machine: Machine) -> None:
     # After the module loader unloaded everything nothing is left; free what still is.
     st = machine.state("ftrace", lambda: None)
     if st is not None:

@@ -86,7 +86,7 @@ def permalloc_result_extra(machine: Machine) -> dict[str, Any] | None:
 
 
 @hookimpl
-def permalloc_machine_teardown(machine: Machine) -> None:
+def permalloc_machine_release(machine: Machine) -> None:
     state = machine.state("module_loader", lambda: None)
     if state is not None:
         state.unload_all()

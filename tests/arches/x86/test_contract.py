@@ -14,12 +14,6 @@ class TestX86Contract(ContractSuite):
     arch = "x86"
     policies = ALL_POLICIES  # strict mode (poke_keeps_wx): text_poke never opens a W+X window
 
-    # ContractSuite's own ``policy`` fixture takes its params from the base class's list
-    # (evaluated in its class body), so a subclass must re-declare it to run every policy.
-    @pytest.fixture(params=ALL_POLICIES, ids=[p.name for p in ALL_POLICIES])
-    def policy(self, request: pytest.FixtureRequest) -> PolicySpec:
-        return request.param
-
 
 def test_suite_runs_all_sixteen_policies():
     assert len({p.name for p in ALL_POLICIES}) == 16

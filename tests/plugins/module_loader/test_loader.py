@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from permalloc import ArchInfo, ContractError, Machine, MachineSpec, PermallocError, PolicySpec, SpecError, VRange, hookimpl
+from permalloc import (
+    ArchInfo,
+    ContractError,
+    Machine,
+    MachineSpec,
+    PermallocError,
+    PolicySpec,
+    SpecError,
+    VRange,
+    hookimpl,
+)
 from permalloc.plugins.module_loader import loader as loader_of
 from permalloc.plugins.module_loader.loader import get_workload
 from permalloc.plugins.module_loader.workload import MemClass
