@@ -97,6 +97,18 @@ class PermAlloc:
         base = self.writable(alloc)
         self.m.store(base + offset, length, source="perm_writable")
 
+    def write_sites(self, alloc: PermAllocation, offsets: list[int], length: int, source: str = "perm_writable") -> None:
+        """``length`` bytes at each of ``offsets`` (table entries, patch sites): one check of
+        every page touched and one store event for all of them."""
+        self._check(alloc, "write", State.STAGING)
+        if not offsets or length <= 0:
+            return
+        lo, hi = min(offsets), max(offsets) + length
+        if lo < 0 or hi > alloc.size:
+            raise ContractError(f"write: [{lo}, {hi}) is outside the {alloc.size}-byte allocation")
+        base = self.writable(alloc)
+        self.m.store_sites([base + offset for offset in offsets], length, source=source)
+
     def finish(self, alloc: PermAllocation) -> None:
         self._check(alloc, "finish", State.STAGING)
         self.m.call_arch("permalloc_finish", machine=self.m, alloc=alloc)

@@ -24,7 +24,8 @@ FLUSH_LOCAL = "flush_local"  # this CPU only (n pages, or all when full=True)
 FLUSH_RANGE = "flush_range"  # all CPUs, per-page INVLPG via IPI (flush_tlb_kernel_range)
 FLUSH_ALL = "flush_all"  # all CPUs, full flush via IPI (flush_tlb_all)
 SYNC_IPI = "sync_ipi"  # text_poke_sync: on_each_cpu(do_sync_core)
-TEXT_POKE = "text_poke"  # a write through the per-CPU temporary alias, and its local flush
+TEXT_POKE = "text_poke"  # writes through the per-CPU temporary alias, each with its local flush
+#                          (n bytes; extra "pokes": how many __text_poke calls, default 1)
 STORE = "store"  # plain stores through a writable mapping (staging writes)
 ALLOC = "alloc"  # a contract allocation came to life (requested/allocated bytes)
 FREE = "free"

@@ -293,6 +293,16 @@ class Machine:
                 raise ContractError(f"write to read-only address {va:#x} ({source or 'store'})")
         self.emit(ev.STORE, length, addr, source=source)
 
+    def store_sites(self, addrs: list[int], length: int, source: str = "") -> None:
+        """Plain stores of ``length`` bytes at each address; each page touched must be writable."""
+        vpns = {vpn for addr in addrs for vpn in range(addr >> PAGE_SHIFT, ((addr + length - 1) >> PAGE_SHIFT) + 1)}
+        for vpn in sorted(vpns):
+            va = vpn << PAGE_SHIFT
+            found = self.pagetables.lookup(va)
+            if found is None or not found[0].perms[found[1]] & _W:
+                raise ContractError(f"write to {'unmapped' if found is None else 'read-only'} address {va:#x} ({source or 'store'})")
+        self.emit(ev.STORE, length * len(addrs), min(addrs), source=source, sites=len(addrs))
+
     # -- aliases (W^X) --------------------------------------------------------------------
     def page_access(self, pfn: int) -> tuple[bool, bool]:
         """(writable, executable) through any alias of ``pfn``: vmalloc, direct map, stale TLB."""

@@ -137,14 +137,17 @@ class Metrics:
     def fold(self, event: ev.Event) -> None:
         c = self.counters
         kind = event.kind
+        times = 1
         if kind == ev.FLUSH_LOCAL and event.extra and event.extra.get("full"):
             event.cost_ns = self.cost.local_flush_all_ns
         else:
+            if kind == ev.TEXT_POKE and event.extra:
+                times = event.extra.get("pokes", 1)  # a batch step: several pokes in one event
             fixed, per_unit = self._cost[kind]
-            event.cost_ns = fixed + per_unit * event.n
+            event.cost_ns = fixed * times + per_unit * event.n
         c["cost_ns"] += event.cost_ns
         for name, inc in _COUNTS.get(kind, ()):
-            c[name] += inc
+            c[name] += inc * times
         name = _COUNTS_N.get(kind)
         if name is not None:
             c[name] += event.n

@@ -63,17 +63,22 @@ class TextPoke:
         """
         if not sites:
             return
-        for addr, _ in sites:
-            self.poke(addr, INT3_INSN_SIZE, source)
+        self._poke_step([(addr, INT3_INSN_SIZE) for addr, _ in sites], source)
         self.m.sync_cores(source)
-        tails = [(addr, n) for addr, n in sites if n > INT3_INSN_SIZE]
-        for addr, n in tails:
-            self.poke(addr + INT3_INSN_SIZE, n - INT3_INSN_SIZE, source)
+        tails = [(addr + INT3_INSN_SIZE, n - INT3_INSN_SIZE) for addr, n in sites if n > INT3_INSN_SIZE]
         if tails:
+            self._poke_step(tails, source)
             self.m.sync_cores(source)
-        for addr, _ in sites:
-            self.poke(addr, INT3_INSN_SIZE, source)
+        self._poke_step([(addr, INT3_INSN_SIZE) for addr, _ in sites], source)
         self.m.sync_cores(source)
+
+    def _poke_step(self, pokes: list[tuple[int, int]], source: str) -> None:
+        """One step of a batch: a text_poke per site, recorded as one event of ``len(pokes)``
+        pokes (a batch step of thousands of pokes would otherwise be thousands of events)."""
+        pfns: list[int] = []
+        for addr, length in pokes:
+            pfns.extend(self._pfns(addr, length))
+        self.m.emit(ev.TEXT_POKE, sum(n for _, n in pokes), pokes[0][0], pfns, source, pokes=len(pokes))
 
     def queue(self, sites: Sequence[tuple[int, int]], source: str = "text_poke_queue") -> int:
         """text_poke_queue for each ``(addr, len)`` site, then text_poke_finish; returns the batches.

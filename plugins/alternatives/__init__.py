@@ -114,8 +114,7 @@ def permalloc_module_finalize(machine: Machine, module: Any, staging: Any) -> di
     writes = nbytes = 0
     for kind, entries, length in steps:
         offsets = spread(text, entries, length)
-        for offset in offsets:
-            staging.store(MemClass.TEXT, offset, length, f"text_poke_early/{kind}")
+        staging.store_sites(MemClass.TEXT, offsets, length, f"text_poke_early/{kind}")
         counts[kind] = len(offsets)
         writes += len(offsets)
         nbytes += len(offsets) * length

@@ -130,8 +130,7 @@ def permalloc_module_finalize(machine: Machine, module: Any, staging: Any) -> di
             writes += 1
             nbytes += span[2]
     offsets = spread(class_bytes(module.info, MemClass.TEXT), count, MCOUNT_INSN_SIZE)
-    for offset in offsets:
-        staging.store(MemClass.TEXT, offset, MCOUNT_INSN_SIZE, "ftrace_init_nop/text_poke_early")
+    staging.store_sites(MemClass.TEXT, offsets, MCOUNT_INSN_SIZE, "ftrace_init_nop/text_poke_early")
     writes += len(offsets)
     nbytes += len(offsets) * MCOUNT_INSN_SIZE
     records = ModuleRecords([(module.address(MemClass.TEXT, off), MCOUNT_INSN_SIZE) for off in offsets])

@@ -48,7 +48,7 @@ def permalloc_event(machine: Machine, event: Event) -> None:
     if kind not in _WATCHED:
         return
     if kind == ev.TEXT_POKE:
-        _state(machine).poke_aliases += 1
+        _state(machine).poke_aliases += event.extra.get("pokes", 1) if event.extra else 1
         return
     state = _state(machine)
     if kind == ev.SETTLED:

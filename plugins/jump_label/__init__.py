@@ -96,8 +96,8 @@ def permalloc_module_finalize(machine: Machine, module: Any, staging: Any) -> di
     cost = PatchCost(machine)
     cls, offset, size = span
     staging.store(cls, offset, min(size, entries * JUMP_ENTRY_SIZE), "jump_label_sort_entries")
-    for j in range(entries):
-        staging.store(cls, offset + j * JUMP_ENTRY_SIZE + 8, JUMP_ENTRY_KEY_WORD, "jump_entry_set_init")
+    staging.store_sites(cls, [offset + j * JUMP_ENTRY_SIZE + 8 for j in range(entries)], JUMP_ENTRY_KEY_WORD,
+                        "jump_entry_set_init")
     nbytes = min(size, entries * JUMP_ENTRY_SIZE) + entries * JUMP_ENTRY_KEY_WORD
     return cost.report("jump_label", stage="finalize", writes=1 + entries, bytes=nbytes, entries=entries)
 

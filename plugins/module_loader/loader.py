@@ -95,7 +95,7 @@ class Staging:
 
     ``writable(cls)`` is the address to write class ``cls`` at (the staging buffer of the
     perm_alloc contract, or the final mapping while it is still RW); ``store`` records a
-    plain write there.
+    plain write there, ``store_sites`` one write per site of a table.
     """
 
     machine: Machine
@@ -114,6 +114,14 @@ class Staging:
             return
         _, alloc, start = found
         self.machine.perm.write(alloc, start + offset, length)
+
+    def store_sites(self, cls: MemClass, offsets: list[int], length: int, source: str) -> None:
+        """``length`` bytes at each offset of class ``cls`` (one event for a whole table)."""
+        found = self.module.region_of(cls)
+        if found is None or length <= 0 or not offsets:
+            return
+        _, alloc, start = found
+        self.machine.perm.write_sites(alloc, [start + offset for offset in offsets], length, source)
 
 
 class ModuleLoader:
