@@ -16,7 +16,7 @@ from . import __version__
 from .errors import PermallocError
 from .pluginmanager import arch_plugins, discover, registry_manager
 from .registry import override_policy, policies, resolve_policy, resolve_scenario, scenarios
-from .report import print_tables, report_json
+from .report import ReportColumn, print_tables, report_json
 from .scenario import format_validation_error
 from .spec import MachineSpec
 
@@ -83,8 +83,16 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     for row in rows:
         kind = f"arch ({row['arch']})" if row["arch"] else row["kind"]
         table.add_row(row["name"], kind, row["version"], row["origin"], ", ".join(h.removeprefix("permalloc_") for h in row["hooks"]))
-    Console().print(table)
+    Console(width=max(120, Console().width)).print(table)
     return 0
+
+
+def report_columns(pm: Any) -> list[ReportColumn]:
+    columns = [c for batch in pm.hook.permalloc_report_columns() for c in batch]
+    for column in columns:
+        if not isinstance(column, ReportColumn):
+            raise PermallocError(f"permalloc_report_columns returned {type(column).__name__}, expected ReportColumn")
+    return columns
 
 
 def cmd_spec(args: argparse.Namespace) -> int:
@@ -139,8 +147,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.format == "json":
         _write_output(json.dumps(report_json(scenario.name, spec, [result]), indent=2) + "\n", args.output)
     else:
-        console = Console()
-        print_tables(scenario.name, [result], console)
+        console = Console(width=max(120, Console().width))
+        print_tables(scenario.name, [result], console, report_columns(pm))
         pm.hook.permalloc_run_report(args=args, result=result, console=console)
     return 0
 
@@ -183,7 +191,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     elif args.format == "csv":
         _write_output(report_csv(scenario.name, results), args.output)
     else:
-        print_tables(scenario.name, results, Console(width=max(120, Console().width)))
+        print_tables(scenario.name, results, Console(width=max(120, Console().width)), report_columns(pm))
     return 0
 
 

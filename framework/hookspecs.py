@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from .machine import Machine
     from .perms import Perm
     from .policy import PolicySpec
+    from .report import ReportColumn
     from .scenario import OpType, ScenarioSource
     from .spec import MachineSpec
 
@@ -235,8 +236,8 @@ def permalloc_register_scenarios() -> list[ScenarioSource]:
 
 
 @hookspec
-def permalloc_report_columns() -> list[Any]:
-    """Contribute extra columns for reports: objects with ``name``, ``description``, ``value(result)``."""
+def permalloc_report_columns() -> list[ReportColumn]:
+    """Contribute extra rows of the totals table (:class:`~permalloc.report.ReportColumn`)."""
 
 
 @hookspec

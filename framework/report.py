@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, model_validator
@@ -112,14 +113,26 @@ def _bytes(value: float) -> str:
     return f"{int(value)}"
 
 
-def totals_table(scenario: str, results: Sequence[PolicyResult], title: str = "") -> Table:
-    table = Table(title=title or f"scenario {scenario}: totals", header_style="bold")
+@dataclass(frozen=True)
+class ReportColumn:
+    """An extra row of the totals table, contributed by a plugin (``permalloc_report_columns``):
+    ``value(result)`` reads it from a result (usually from ``result.extra``)."""
+
+    name: str
+    description: str
+    value: Callable[[PolicyResult], Any]
+
+
+def totals_table(scenario: str, results: Sequence[PolicyResult], columns: Sequence[ReportColumn] = ()) -> Table:
+    table = Table(title=f"scenario {scenario}: totals", header_style="bold")
     table.add_column("metric")
     for r in results:
         table.add_column(f"{r.policy}\n({r.arch})", justify="right")
     for name in METRICS:
         fmt = _bytes if name.endswith("_bytes") else _fmt
         table.add_row(name, *[fmt(r.totals[name]) for r in results])
+    for column in columns:
+        table.add_row(column.name, *[_fmt(column.value(r)) for r in results])
     return table
 
 
@@ -132,13 +145,17 @@ def per_op_table(results: Sequence[PolicyResult]) -> Table:
         table.add_column(name, justify="right")
     for r in results:
         for kind, stats in r.per_op.items():
+            if not any(stats[n]["max"] for n in METRICS):
+                continue  # ops that cost nothing (e.g. advance): in JSON/CSV, not in the table
             table.add_row(r.policy, kind, _fmt(stats["count"]), *[_fmt(stats[n]["mean"]) for n in TABLE_PER_OP])
     return table
 
 
-def print_tables(scenario: str, results: Sequence[PolicyResult], console: Console | None = None) -> None:
+def print_tables(
+    scenario: str, results: Sequence[PolicyResult], console: Console | None = None, columns: Sequence[ReportColumn] = ()
+) -> None:
     console = console or Console(width=max(120, Console().width))
-    console.print(totals_table(scenario, results))
+    console.print(totals_table(scenario, results, columns))
     console.print(per_op_table(results))
     for r in results:
         for problem in r.problems:

@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from permalloc import Machine, hookimpl
+from permalloc.report import ReportColumn
 from permalloc.scenario import Op, OpType
 
 from . import cli
@@ -54,6 +55,21 @@ def permalloc_register_ops() -> list[OpType]:
                description="load a module of the workload, its dependencies first, run init, free init"),
         OpType("unload_module", UnloadModuleOp, _unload, kind="module_unload", self_measured=True,
                description="unload a module (refused while others depend on it)"),
+    ]
+
+
+@hookimpl
+def permalloc_report_columns() -> list[ReportColumn]:
+    def loaded(result: Any) -> Any:
+        return (result.extra.get("module_loader") or {}).get("modules_loaded", 0)
+
+    def patcher_writes(result: Any) -> Any:
+        patchers = (result.extra.get("module_loader") or {}).get("patchers", {})
+        return sum(p.get("writes", 0) for p in patchers.values())
+
+    return [
+        ReportColumn("modules_loaded", "modules on the machine at the end (module loader)", loaded),
+        ReportColumn("patcher_writes", "load-time writes of the text patchers (module loader)", patcher_writes),
     ]
 
 

@@ -89,3 +89,14 @@ def test_external_arch_overrides_one_hook(scenario_file, capsys):
     generic = json.loads(capsys.readouterr().out)["results"][0]["totals"]
     # one set_memory_rox instead of set_memory_ro + set_memory_x: one shootdown fewer
     assert toy["shootdowns"] == generic["shootdowns"] - 1
+
+
+def test_table_has_plugin_report_columns_and_hides_costless_ops(tmp_path, capsys):
+    path = tmp_path / "mods.json"
+    path.write_text(json.dumps({"name": "mods", "ops": [
+        {"op": "load_module", "module": "crc16"}, {"op": "advance", "ms": 5},
+    ]}))
+    assert main(["run", "-s", str(path), "--memory", "1G"]) == 0
+    out = capsys.readouterr().out
+    assert "modules_loaded" in out and "patcher_writes" in out  # rows from the module loader
+    assert "module_load" in out and "advance" not in out  # advance costs nothing: JSON only
