@@ -5,6 +5,14 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
+_MASK64 = (1 << 64) - 1
+
+
+def _signed64(value: int) -> int:
+    value &= _MASK64
+    return value - (1 << 64) if value >> 63 else value
+
+
 class VRange(BaseModel):
     """A kernel virtual address range [start, end)."""
 
@@ -50,13 +58,32 @@ class ArchInfo(BaseModel):
     text_poke: bool = Field(False, description="has a temporary-mm text_poke (local flush only)")
     reloc_reach: dict[str, int | None] = Field(
         default_factory=dict,
-        description="relocation type -> largest signed distance in bytes it can encode (None: any)",
+        description="relocation type -> largest positive distance in bytes it can encode, two's "
+        "complement (2**31 - 1 for a signed 32-bit field; None: any)",
     )
     reloc_absolute32: frozenset[str] = Field(
         default_factory=frozenset,
         description="relocation types that hold a sign-extended 32-bit absolute address",
     )
+    reloc_absolute32_unsigned: frozenset[str] = Field(
+        default_factory=frozenset,
+        description="relocation types that hold a zero-extended 32-bit absolute address",
+    )
     features: frozenset[str] = Field(default_factory=frozenset)
+
+    def reloc_in_reach(self, rtype: str, place: int, target: int) -> bool:
+        """Whether relocation ``rtype`` at address ``place`` can encode ``target``.
+
+        PC-relative types use the 64-bit wrap-around difference (which is how code in the top
+        2 GiB reaches zero-based per-CPU data); absolute 32-bit types check the value itself.
+        Types the arch does not list are not constrained.
+        """
+        if rtype in self.reloc_absolute32:
+            return -(1 << 31) <= _signed64(target) < (1 << 31)
+        if rtype in self.reloc_absolute32_unsigned:
+            return 0 <= target & _MASK64 < (1 << 32)
+        reach = self.reloc_reach.get(rtype)
+        return reach is None or -(reach + 1) <= _signed64(target - place) <= reach
 
     @model_validator(mode="after")
     def _needs_ranges(self) -> ArchInfo:

@@ -54,7 +54,7 @@ RELOC_REACH: dict[str, int | None] = {
 # R_X86_64_32S: "(s64)val != *(s32 *)loc -> overflow" (6.1 l.178-184): the value itself must
 # be a sign-extended 32-bit number, i.e. lie in the top (or bottom) 2 GiB of the address space.
 RELOC_ABSOLUTE32 = frozenset({"R_X86_64_32S"})
-# R_X86_64_32 (zero-extended, l.171-177) can never hold a kernel address: not in the tables.
+# R_X86_64_32 (zero-extended, l.171-177) can never hold a kernel address.
 RELOC_ABSOLUTE32_UNSIGNED = frozenset({"R_X86_64_32"})
 
 FEATURES = frozenset({
@@ -90,29 +90,6 @@ def describe(spec: MachineSpec) -> ArchInfo:
         text_poke=True,
         reloc_reach=dict(RELOC_REACH),
         reloc_absolute32=RELOC_ABSOLUTE32,
+        reloc_absolute32_unsigned=RELOC_ABSOLUTE32_UNSIGNED,
         features=FEATURES,
     )
-
-
-def _signed64(value: int) -> int:
-    value &= (1 << 64) - 1
-    return value - (1 << 64) if value >> 63 else value
-
-
-def reloc_in_reach(rtype: str, place: int, target: int) -> bool:
-    """Whether relocation ``rtype`` at address ``place`` can encode ``target``.
-
-    Addresses are 64-bit kernel addresses (or zero-based per-CPU offsets). PC-relative types
-    use the 64-bit wrap-around difference, which is why per-CPU symbols (near 0) are in reach
-    of code in the top 2 GiB (kernel image, module area) and of nothing else.
-    """
-    if rtype in RELOC_ABSOLUTE32:
-        return S32_MIN <= _signed64(target) <= S32_MAX
-    if rtype in RELOC_ABSOLUTE32_UNSIGNED:
-        return 0 <= (target & ((1 << 64) - 1)) < (1 << 32)
-    if rtype not in RELOC_REACH:
-        raise KeyError(f"x86: unknown relocation type {rtype!r}")
-    reach = RELOC_REACH[rtype]
-    if reach is None:
-        return True
-    return S32_MIN <= _signed64(target - place) <= reach

@@ -17,7 +17,6 @@ import networkx as nx
 from permalloc import ArchInfo
 
 _MOD = 1 << 64
-_S32 = 1 << 31
 
 
 def signed_distance(src: int, dst: int) -> int:
@@ -76,22 +75,21 @@ class RelocGraph:
         return a if abs(a) >= abs(b) else b
 
     def check_module(self, module: str) -> list[Violation]:
-        """Check every edge out of ``module``'s nodes against the arch's reach."""
+        """Check every edge out of ``module``'s nodes against the arch's reach table, at both
+        extremes of the two ranges (ArchInfo.reloc_in_reach)."""
         found = []
-        reach, abs32 = self.arch.reloc_reach, self.arch.reloc_absolute32
+        arch = self.arch
         for node in [n for n, m in self.g.nodes(data="module") if m == module]:
+            s = self.g.nodes[node]
             for _, target, data in self.g.out_edges(node, data=True):
+                t = self.g.nodes[target]
+                pairs = ((s["start"], t["end"] - 1), (s["end"] - 1, t["start"]))
                 for rtype, count in data["relocs"].items():
-                    if rtype in abs32:
-                        t = self.g.nodes[target]
-                        lo, hi = _signed(t["start"]), _signed(t["end"] - 1)
-                        if not (-_S32 <= lo and hi < _S32):
-                            found.append(Violation(module, node, target, rtype, count, hi))
-                        continue
-                    limit = reach.get(rtype)
-                    if limit is None:
-                        continue  # unlimited, or a type this arch does not constrain
-                    distance = self.worst_distance(node, target)
-                    if not -limit <= distance < limit:
+                    bad = [(p, x) for p, x in pairs if not arch.reloc_in_reach(rtype, p, x)]
+                    if bad:
+                        place, where = bad[0]
+                        distance = signed_distance(place, where)
+                        if rtype in arch.reloc_absolute32 or rtype in arch.reloc_absolute32_unsigned:
+                            distance = _signed(where)
                         found.append(Violation(module, node, target, rtype, count, distance))
         return found

@@ -142,7 +142,7 @@ class FarArch:
                 "module": VRange(name="module", start=image - (3 << 30), end=image - (2 << 30) - (512 << 20)),
                 "vmalloc": VRange(name="vmalloc", start=0xFFFFC90000000000, end=0xFFFFE90000000000),
             },
-            reloc_reach={"R_X86_64_PC32": 1 << 31, "R_X86_64_PLT32": 1 << 31},
+            reloc_reach={"R_X86_64_PC32": (1 << 31) - 1, "R_X86_64_PLT32": (1 << 31) - 1},
         )
 
 
