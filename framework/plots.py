@@ -39,6 +39,9 @@ def bars(results: Sequence[PolicyResult], scenario: str):
         values = [r.totals[metric] for r in results]
         ax.bar(range(len(names)), values, color=[colors[i % 10] for i in range(len(names))])
         ax.set_title(metric, fontsize=10)
+        if not any(values):
+            ax.set_ylim(0, 1)
+            ax.text(0.5, 0.5, "0 under every policy", ha="center", va="center", transform=ax.transAxes, fontsize=9)
         ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
         ax.tick_params(axis="y", labelsize=8)
     for ax in list(axes.flat)[len(BAR_METRICS):]:
