@@ -25,6 +25,13 @@ SET_MEMORY: dict[str, tuple[Perm, Perm]] = {
     "set_memory_np": (Perm.NONE, Perm.RWX),
 }
 
+# set_memory_* calls that pass CPA_COLLAPSE: after its flush, cpa_flush tries to merge the
+# split PMDs around the primary range back into 2 MiB leaves (cpa_collapse_large_pages), with
+# one more flush_tlb_all when it merged any. Only set_memory_rox passes it (set_memory.c in
+# linux-mm/linux-mm @071ca2c5, see docs/kernel-notes/rox-cache.md); 6.12 has no collapse.
+COLLAPSING: frozenset[str] = frozenset({"set_memory_rox"})
+COLLAPSE_AFTER = (6, 12)  # policies of kernels newer than this collapse
+
 
 class Cpa:
     """change_page_attr for kernel virtual addresses in module/vmalloc space."""
@@ -42,7 +49,12 @@ class Cpa:
            6.12 always enters it with NX stripped from the alias masks. Entering it sets
            force_flush_all. The direct map is never made executable;
         4. cpa_flush only if a primary PTE changed (CPA_FLUSHTLB; alias changes do not set
-           it): flush_tlb_all if force_flush_all or more than the ceiling, else per page.
+           it): flush_tlb_all if force_flush_all or more than the ceiling, else per page;
+        5. after 6.12, for ``set_memory_rox`` (CPA_COLLAPSE), cpa_flush ends with
+           cpa_collapse_large_pages: every PMD from ``addr & PMD_MASK`` to the range's end of
+           the primary (module/vmalloc) mapping is collapsed where possible, then one
+           flush_tlb_all if any was. The direct-map alias is never collapsed (the alias CPA
+           does not go through cpa_flush).
         """
         if not (set_mask or clear_mask):
             return False
@@ -56,6 +68,7 @@ class Cpa:
             return False
         changed_any = False
         pfns: list[int] = []
+        segments = []
         cursor, remaining = addr, npages
         while remaining:
             found = m.pagetables.lookup(cursor)
@@ -66,6 +79,7 @@ class Cpa:
             if m.change_ptes(mapping, index, count, set_mask, clear_mask, source):
                 changed_any = True
             pfns.extend(mapping.pfns[index : index + count])
+            segments.append((mapping, index, count))
             cursor += count << PAGE_SHIFT
             remaining -= count
         if m.kernel >= (6, 12):
@@ -82,6 +96,10 @@ class Cpa:
             m.flush_all(source=f"{source}/cpa_flush")
         else:
             m.flush_kernel_range(addr, addr + (npages << PAGE_SHIFT), source=f"{source}/cpa_flush")
+        if source in COLLAPSING and m.kernel > COLLAPSE_AFTER:
+            collapse = f"{source}/cpa_collapse_large_pages"
+            if sum(m.collapse_ptes(mp, index, count, collapse) for mp, index, count in segments):
+                m.flush_all(source=collapse)
         return True
 
     def set_memory(self, name: str, addr: int, npages: int) -> bool:

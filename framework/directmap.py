@@ -126,8 +126,10 @@ class DirectMap:
     def try_collapse(self, block: int) -> bool:
         """Merge a split 2 MiB range back into one leaf when all 512 entries agree.
 
-        Models cpa_collapse_large_pages (arch/x86/mm/pat/set_memory.c, upstream 2025, used by
-        set_memory_rox for the execmem ROX cache).
+        Models collapse_pmd_page (arch/x86/mm/pat/set_memory.c, after 6.12). Note that
+        set_memory_rox's CPA_COLLAPSE walks only the primary range (cpa_collapse_large_pages
+        from cpa_flush); the direct-map alias of module memory is never collapsed by it, so
+        no modelled path calls this (docs/kernel-notes/rox-cache.md).
         """
         if block not in self.split_2m:
             return False

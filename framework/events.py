@@ -20,6 +20,7 @@ SPLIT_1G = "split_1g"
 SPLIT_2M = "split_2m"
 COLLAPSE_2M = "collapse_2m"
 VMAP_SPLIT_2M = "vmap_split_2m"  # a 2 MiB leaf in vmalloc/module space split to 4 KiB
+VMAP_COLLAPSE_2M = "vmap_collapse_2m"  # 512 PTEs in vmalloc/module space collapsed into a 2 MiB leaf
 FLUSH_LOCAL = "flush_local"  # this CPU only (n pages, or all when full=True)
 FLUSH_RANGE = "flush_range"  # all CPUs, per-page INVLPG via IPI (flush_tlb_kernel_range)
 FLUSH_ALL = "flush_all"  # all CPUs, full flush via IPI (flush_tlb_all)
@@ -36,7 +37,7 @@ SETTLED = "settled"  # the end of an operation that the kernel completes before 
 
 KINDS = (
     PAGE_ALLOC, PAGE_FREE, MAP, UNMAP, PTE_PERM, DIRECTMAP_PERM, SPLIT_1G, SPLIT_2M,
-    COLLAPSE_2M, VMAP_SPLIT_2M, FLUSH_LOCAL, FLUSH_RANGE, FLUSH_ALL, SYNC_IPI, TEXT_POKE,
+    COLLAPSE_2M, VMAP_SPLIT_2M, VMAP_COLLAPSE_2M, FLUSH_LOCAL, FLUSH_RANGE, FLUSH_ALL, SYNC_IPI, TEXT_POKE,
     STORE, ALLOC, FREE, WX_VIOLATION, RELOC_OUT_OF_RANGE, NOTE, SETTLED,
 )  # fmt: skip
 

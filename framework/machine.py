@@ -228,6 +228,15 @@ class Machine:
             self.emit(ev.PTE_PERM, len(changed), mapping.start + (changed[0] << PAGE_SHIFT), pfns, source)
         return changed
 
+    def collapse_ptes(self, mapping: Mapping, first: int, count: int, source: str) -> int:
+        """Collapse 2 MiB chunks of ``mapping`` around pages [first, first+count) into PMD
+        leaves where possible, without flushing (the caller flushes, as
+        cpa_collapse_large_pages does with one flush_tlb_all). Returns the leaves made."""
+        chunks = self.pagetables.collapse(mapping, first, count)
+        for chunk in chunks:
+            self.emit(ev.VMAP_COLLAPSE_2M, 1, mapping.start + chunk * PAGES_PER_PMD * PAGE_SIZE, source=source)
+        return len(chunks)
+
     def change_directmap(self, pfns: Iterable[int], set_mask: Perm, clear_mask: Perm, source: str) -> list[int]:
         """Change direct-map permissions (splitting leaves as needed) without flushing."""
         pfns = list(pfns)

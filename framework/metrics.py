@@ -83,6 +83,7 @@ def cost_table(cost: CostModel, cpus: int) -> dict[str, tuple[float, float]]:
         ev.SPLIT_1G: (0.0, cost.split_ns),
         ev.SPLIT_2M: (0.0, cost.split_ns),
         ev.VMAP_SPLIT_2M: (0.0, cost.split_ns),
+        ev.VMAP_COLLAPSE_2M: (0.0, cost.split_ns),  # the inverse page-table rewrite of a split
         ev.MAP: (0.0, cost.pte_update_ns),
         ev.UNMAP: (0.0, cost.pte_update_ns),
         ev.PTE_PERM: (0.0, cost.pte_update_ns),

@@ -103,6 +103,35 @@ class KernelPageTables:
                     splits += 1
         return changed, splits
 
+    def collapse(self, mapping: Mapping, first: int, count: int) -> list[int]:
+        """Collapse the 2 MiB chunks overlapping pages [first, first+count) back into PMD leaves.
+
+        Models set_memory.c:collapse_pmd_page (reached from cpa_collapse_large_pages): a chunk
+        becomes one leaf when its 512 PTEs are present with one permission and map 512
+        contiguous PFNs starting at a 2 MiB-aligned one. Only chunks of a PMD-aligned mapping
+        are considered: a guard page ends every vmap, so a collapsible PMD lies inside one
+        mapping, and only VM_ALLOW_HUGE_VMAP areas are PMD-aligned by construction. Returns
+        the chunk indices collapsed.
+        """
+        if count <= 0 or mapping.start % (PAGES_PER_PMD * PAGE_SIZE):
+            return []
+        perms, pfns = mapping.perms, mapping.pfns
+        collapsed = []
+        last = min(first + count, mapping.npages) - 1
+        for chunk in range(first // PAGES_PER_PMD, last // PAGES_PER_PMD + 1):
+            base = chunk * PAGES_PER_PMD
+            if chunk in mapping.huge_chunks or base + PAGES_PER_PMD > mapping.npages:
+                continue
+            head = pfns[base]
+            if head % PAGES_PER_PMD or perms.count(perms[base], base, base + PAGES_PER_PMD) != PAGES_PER_PMD:
+                continue
+            if pfns[base : base + PAGES_PER_PMD] != list(range(head, head + PAGES_PER_PMD)):
+                continue
+            mapping.huge_chunks.add(chunk)
+            self.huge_leaves += 1
+            collapsed.append(chunk)
+        return collapsed
+
     def __iter__(self):
         return iter(self._maps.values())
 

@@ -64,6 +64,25 @@ BUILTIN_POLICIES: tuple[PolicySpec, ...] = (
         module_layout="module-memory",
         bpf_allocator="pack",
     ),
+    PolicySpec(
+        name="rox-cache",
+        kernel="7.3",
+        arch="x86",
+        description="the execmem ROX cache as upstream has it (linux-mm/linux-mm, Makefile 7.3-rc5; "
+        "mm/execmem.c @11384dff, x86 init.c @6388945f, set_memory.c @071ca2c5, module/main.c "
+        "@21d4fdc8): module text (MOD_TEXT, MOD_INIT_TEXT: EXECMEM_MODULE_TEXT has EXECMEM_ROX_CACHE "
+        "on X86_64 with PSE) is carved from 2 MiB ROX regions (vmalloc VM_ALLOW_HUGE_VMAP, int3-filled, "
+        "set_memory_rox), made RW+NX while the module is formed (execmem_alloc_rw -> set_memory_nx + "
+        "set_memory_rw), then execmem_restore_rox = set_memory_rox, whose CPA_COLLAPSE merges the "
+        "2 MiB leaf of the module mapping again (one extra flush_tlb_all); the direct map is never "
+        "collapsed. Freed text is int3-filled back into the cache; a fully free region is given "
+        "back by execmem_cache_clean (direct map made RW, then a vfree without "
+        "VM_FLUSH_RESET_PERMS: a W+X alias the invariants count). Data types as 6.12 "
+        "module_memory; BPF keeps bpf_prog_pack (EXECMEM_BPF has no ROX cache on x86)",
+        module_layout="module-memory",
+        rox_cache=True,
+        bpf_allocator="pack",
+    ),
 )
 
 

@@ -29,7 +29,7 @@ class PolicySpec(BaseModel):
     )
     live_cache: bool = Field(False, description="keep freed RX mappings live for reuse (RFC opt. 3)")
     huge_mappings: bool = Field(False, description="pack same-permission allocations into 2 MiB leaves (RFC opt. 4)")
-    rox_cache: bool = Field(False, description="execmem ROX cache: 2 MiB ROX pages for module text and BPF")
+    rox_cache: bool = Field(False, description="execmem ROX cache: executable memory carved from 2 MiB ROX pages (module text)")
     bpf_allocator: str = Field("per-program", description="per-program | pack | perm-alloc (BPF JIT plugin)")
     options: dict[str, str | int | float | bool] = Field(default_factory=dict)
 

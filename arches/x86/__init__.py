@@ -15,9 +15,12 @@ It overrides the generic arch where x86 does better and inherits the rest (``cha
   (1) ``directmap="unmapped-block-cache"`` -> blockcache.py, (2) ``text_loading="text_poke"``
   -> staging.py, (3) ``live_cache`` -> livecache.py, (4) ``huge_mappings`` -> hugepack.py.
   Optimisation 2 without 1 takes fresh pages out of the direct map one by one (dmalias.py).
-* ``rox_cache`` (the execmem ROX cache, 2025) is not implemented: it is in neither the 6.1
-  nor the 6.12 tree, so ArchInfo.features has no "rox-cache" and Machine refuses such a
-  policy with a PermallocError naming the missing mechanism.
+* ``rox_cache`` -> roxcache.py: the execmem ROX cache as upstream has it (mm/execmem.c,
+  linux-mm/linux-mm @11384dff). RX allocations in the module range come from cached 2 MiB ROX
+  regions (execmem_alloc_rw: made RW+NX at ``alloc``, written in place), go live with
+  execmem_restore_rox = set_memory_rox at ``finish`` (which collapses the 2 MiB leaf again,
+  cpa.py), and are int3-filled back into the cache at ``free``. It models upstream's
+  execmem, so it is not combined with the RFC's switches (refused at machine start).
 
 Per-machine state lives in ``machine.state("x86", ...)``: this module is shared by machines.
 """
@@ -25,6 +28,7 @@ Per-machine state lives in ``machine.state("x86", ...)``: this module is shared 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from permalloc import (
     ArchInfo,
@@ -32,6 +36,7 @@ from permalloc import (
     MachineSpec,
     Perm,
     PermAllocation,
+    PermallocError,
     State,
     VRange,
     hookimpl,
@@ -43,6 +48,7 @@ from . import dmalias, layout, staging
 from .blockcache import BlockCache
 from .hugepack import HugePacks, Region
 from .livecache import LiveCache, LiveRange
+from .roxcache import RoxCache
 
 __version__ = "1.0"
 
@@ -52,6 +58,7 @@ class X86State:
         self.blocks = BlockCache(machine)
         self.live = LiveCache()
         self.packs = HugePacks(machine)
+        self.rox = RoxCache(machine) if machine.policy.rox_cache else None
         self.closing = False  # teardown began: frees bypass the caches from now on
 
 
@@ -59,7 +66,7 @@ class X86State:
 class Backing:
     """What an x86 allocation is made of (``alloc.backend["x86"]``)."""
 
-    kind: str  # "area": its own vmap/vmalloc area; "pack": a slot of a 2 MiB region
+    kind: str  # "area": its own vmap/vmalloc area; "pack": a slot of a 2 MiB region; "rox": ROX cache
     area: VmArea | None = None
     source: str = "buddy"  # who owns the area's pages: "buddy" (vfree frees them) or "cache"
     staging: VmArea | None = None
@@ -82,9 +89,31 @@ def permalloc_arch_describe(spec: MachineSpec) -> ArchInfo:
     return layout.describe(spec)
 
 
+_NOT_WITH_ROX_CACHE = {
+    "text_loading=text_poke": lambda p: p.text_loading == "text_poke",
+    "directmap=unmapped-block-cache": lambda p: p.directmap == "unmapped-block-cache",
+    "live_cache": lambda p: p.live_cache,
+    "huge_mappings": lambda p: p.huge_mappings,
+}
+
+
 @hookimpl
 def permalloc_machine_start(machine: Machine) -> None:
+    policy = machine.policy
+    if policy.rox_cache:
+        clash = [name for name, on in _NOT_WITH_ROX_CACHE.items() if on(policy)]
+        if clash:
+            raise PermallocError(
+                f"policy {policy.name!r}: rox_cache models upstream execmem and is not combined with "
+                f"the RFC's {', '.join(clash)}"
+            )
     _state(machine)
+
+
+@hookimpl
+def permalloc_result_extra(machine: Machine) -> dict[str, Any] | None:
+    rox = _state(machine).rox
+    return {"x86": {"rox_cache": rox.report()}} if rox is not None else None
 
 
 # -- alloc --------------------------------------------------------------------------------------
@@ -102,6 +131,11 @@ def permalloc_alloc(machine: Machine, size: int, perm: Perm, vrange: VRange) -> 
     blocks = _blocks(machine)
     npages = pages_for(size)
     source = "perm_alloc"
+    if st.rox is not None and perm == Perm.RX and vrange.name == "module":
+        # execmem_alloc_rw(EXECMEM_MODULE_TEXT): from the ROX cache, then RW+NX until finish
+        addr = st.rox.alloc_rw(size, vrange.name)
+        return PermAllocation(addr=addr, size=size, perm=perm, range_name=vrange.name, allocated=npages * PAGE_SIZE,
+                              staging=addr, backend={"x86": Backing("rox", npages=npages)})
     if policy.live_cache and perm == Perm.RX:
         hit = st.live.take(perm, vrange.name, npages)
         if hit is not None:  # opt 3: a live RX range, int3-filled at its last free
@@ -171,7 +205,10 @@ def _strict_rwx(machine: Machine, alloc: PermAllocation) -> None:
 @hookimpl
 def permalloc_finish(machine: Machine, alloc: PermAllocation) -> bool:
     backing = alloc.backend.get("x86")
-    if backing is not None and backing.staging is not None:
+    if backing is not None and backing.kind == "rox":
+        # strict_rwx.c:module_enable_text_rox, is_rox -> execmem_restore_rox
+        _state(machine).rox.restore_rox(alloc.addr, backing.npages * PAGE_SIZE)
+    elif backing is not None and backing.staging is not None:
         staging.load(machine, alloc, backing.staging)  # opt 2: text_poke_copy, local flushes only
         backing.staging = None
     elif machine.policy.text_loading == "set_memory":
@@ -237,6 +274,12 @@ def _free(machine: Machine, st: X86State, alloc: PermAllocation) -> bool | None:
             _keep_live(machine, st, LiveRange(area, "buddy", Perm.RX, alloc.range_name))
             return True
         return None  # generic vfree
+    if backing.kind == "rox":
+        assert st.rox is not None
+        if alloc.state is State.STAGING:
+            st.rox.restore_rox(alloc.addr, backing.npages * PAGE_SIZE)  # main.c:module_memory_restore_rox
+        st.rox.free(alloc.addr)  # execmem_free -> execmem_cache_free
+        return True
     if backing.staging is not None:
         staging.discard(machine, backing.staging)
         backing.staging = None
@@ -277,6 +320,8 @@ def permalloc_shrink(machine: Machine, pages: int) -> int:
 
 
 def _drain(machine: Machine, st: X86State) -> None:
+    if st.rox is not None:
+        st.rox.clean()  # regions still cached are busy: the invariants report them
     _reclaim_mappings(machine, st)
     blocks = _blocks(machine)
     if blocks is not None:

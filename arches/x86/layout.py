@@ -65,7 +65,7 @@ FEATURES = frozenset({
     "percpu_zero_based",  # vmlinux.lds.S: PERCPU_VADDR(INTERNODE_CACHE_BYTES, 0, :percpu)
     "unmapped-block-cache",  # RFC optimisation 1 (blockcache.py); names checked by Machine
     "live-cache",            # RFC optimisation 3 (livecache.py)
-    # no "rox-cache": the execmem ROX cache is not implemented (see __init__'s docstring)
+    "rox-cache",             # execmem ROX cache (roxcache.py): init.c:execmem_arch_setup, X86_64 + PSE
 })
 
 
@@ -73,7 +73,8 @@ def describe(spec: MachineSpec) -> ArchInfo:
     return ArchInfo(
         name="x86",
         description="x86-64, 4-level paging: module area with KASLR offset, 1 GiB/2 MiB direct map, "
-        "text_poke through a temporary mm, and the RFC's four perm_alloc optimisations as policy switches",
+        "text_poke through a temporary mm, the RFC's four perm_alloc optimisations as policy switches, "
+        "and the execmem ROX cache",
         page_offset=PAGE_OFFSET,
         ranges={
             "module": VRange(name="module", start=MODULES_VADDR, end=MODULES_END),

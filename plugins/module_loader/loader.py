@@ -11,6 +11,15 @@ do_free_init). How "make it live" is done depends on the layout and the policy:
   module_enable_ro/nx/x in complete_formation, module_enable_ro(mod, true) after init);
 * ``module-memory`` with ``text_loading=set_memory``: 6.12's sequence (strict_rwx.c 6.12:
   module_enable_rodata_ro, module_enable_data_nx, module_enable_text_rox);
+* ``module-memory`` with ``rox_cache`` (mode ``rox``): upstream with the execmem ROX cache
+  (kernel/module/main.c @21d4fdc8 in linux-mm/linux-mm, strict_rwx.c as in openSUSE/kernel
+  @6d2d663c): module_memory_alloc takes every type with execmem_alloc_rw; text types
+  (EXECMEM_MODULE_TEXT) are perm_allocs of RX that the arch carves from its ROX cache and
+  makes RW+NX, data types are RW (execmem_force_rw still runs on them: two set_memory calls
+  that change nothing). complete_formation: module_enable_rodata_ro, module_enable_data_nx,
+  module_enable_text_rox (is_rox -> execmem_restore_rox: ``finish``). After init only
+  MOD_RO_AFTER_INIT becomes RO (module_enable_rodata_ro_after_init); do_free_init frees init
+  text, data, rodata in that order (execmem_free: text goes back to the cache);
 * otherwise (``rfc``, or text_poke loading): each region is a perm_alloc of its final
   permission and goes live with ``finish``; ro_after_init with ``change``.
 """
@@ -57,7 +66,7 @@ class LoadedModule:
     info: ModuleInfo
     regions: list[Region]
     allocs: dict[str, PermAllocation] = field(default_factory=dict)
-    mode: str = "contract"  # "6.1", "6.12" (the kernel's set_memory sequences) or "contract"
+    mode: str = "contract"  # "6.1", "6.12", "rox" (the kernel's set_memory sequences) or "contract"
     state: str = "coming"
     reports: list[dict[str, Any]] = field(default_factory=list)
 
@@ -180,7 +189,7 @@ class ModuleLoader:
         if isinstance(self.layout, ContiguousLayout):
             return "6.1"
         if self.layout.name == "module-memory" and policy.text_loading == "set_memory":
-            return "6.12"
+            return "rox" if policy.rox_cache else "6.12"
         return "contract"
 
     def load(self, workload: Workload, name: str, measure: Callable[[str], Any]) -> list[str]:
@@ -204,8 +213,15 @@ class ModuleLoader:
             if mode == "contract":
                 end = max(e for _, e in region.classes.values())
                 lm.allocs[region.name] = m.perm.alloc(end, region.perm or Perm.RW, "module")
+            elif mode == "rox" and region.perm == Perm.RX:
+                # main.c:module_memory_alloc -> execmem_alloc_rw(EXECMEM_MODULE_TEXT): ROX cache, RW+NX
+                lm.allocs[region.name] = m.perm.alloc(region.size, Perm.RX, "module")
             else:  # module_alloc / execmem_alloc: RW+NX, page-aligned size
                 lm.allocs[region.name] = m.perm.alloc(region.size, Perm.RW, "module")
+                if mode == "rox":
+                    # execmem_alloc_rw(EXECMEM_MODULE_DATA) -> execmem_force_rw: no PTE changes
+                    for name in ("set_memory_nx", "set_memory_rw"):
+                        self._set_memory(name, lm, region.name, 0, region.size)
         self.loaded[info.name] = lm
         self._place(lm)
         # move_module (memcpy of every section), apply_relocations, add_kallsyms: plain
@@ -300,6 +316,9 @@ class ModuleLoader:
             for alloc in lm.allocs.values():
                 m.perm.finish(alloc)
             return
+        if lm.mode == "rox":
+            self._complete_formation_rox(lm)
+            return
         for alloc in lm.allocs.values():
             m.perm.finish(alloc)  # RW allocations: live as they are; permissions follow
         if lm.mode == "6.1":
@@ -323,6 +342,22 @@ class ModuleLoader:
             for cls in (MemClass.TEXT, MemClass.INIT_TEXT):
                 self._set_memory_type("set_memory_rox", lm, cls)
 
+    def _complete_formation_rox(self, lm: LoadedModule) -> None:
+        """complete_formation with the ROX cache (main.c @21d4fdc8; strict_rwx.c)."""
+        m = self.m
+        text = (MemClass.TEXT, MemClass.INIT_TEXT)
+        for name, alloc in lm.allocs.items():
+            if MemClass(name) not in text:
+                m.perm.finish(alloc)  # RW data: live as it is; permissions follow
+        for cls in (MemClass.RODATA, MemClass.INIT_RODATA):  # module_enable_rodata_ro
+            self._set_memory_type("set_memory_ro", lm, cls)
+        for cls in (MemClass.DATA, MemClass.RODATA, MemClass.RO_AFTER_INIT, MemClass.INIT_DATA, MemClass.INIT_RODATA):
+            self._set_memory_type("set_memory_nx", lm, cls)  # module_enable_data_nx
+        for cls in text:  # module_enable_text_rox: is_rox -> execmem_restore_rox (set_memory_rox)
+            alloc = lm.allocs.get(cls.value)
+            if alloc is not None:
+                m.perm.finish(alloc)
+
     def _set_memory_type(self, name: str, lm: LoadedModule, cls: MemClass) -> None:
         alloc = lm.allocs.get(cls.value)
         if alloc is not None:
@@ -339,15 +374,22 @@ class ModuleLoader:
         elif lm.mode == "6.12":
             for cls in (MemClass.RODATA, MemClass.INIT_RODATA, MemClass.RO_AFTER_INIT):
                 self._set_memory_type("set_memory_ro", lm, cls)
+        elif lm.mode == "rox":
+            # main.c:do_init_module -> module_enable_rodata_ro_after_init: MOD_RO_AFTER_INIT only
+            self._set_memory_type("set_memory_ro", lm, MemClass.RO_AFTER_INIT)
         else:
             for region in lm.regions:
                 if region.after_init is not None and region.name in lm.allocs:
                     m.perm.change(lm.allocs[region.name], region.after_init)
-        # do_free_init: 6.1 one vfree of the init layout, 6.12 three execmem_free
-        for region in lm.regions:
-            if region.init and region.name in lm.allocs:
-                m.perm.free(lm.allocs.pop(region.name))
-                self.graph.g.remove_node(f"{lm.name}:{region.name}")
+        # do_free_init: 6.1 one vfree of the init layout, 6.12 three execmem_free (upstream
+        # main.c @21d4fdc8: init_text, init_data, init_rodata, in that order)
+        init = [region.name for region in lm.regions if region.init and region.name in lm.allocs]
+        if lm.mode == "rox":
+            order = (MemClass.INIT_TEXT.value, MemClass.INIT_DATA.value, MemClass.INIT_RODATA.value)
+            init.sort(key=lambda name: order.index(name) if name in order else len(order))
+        for name in init:
+            m.perm.free(lm.allocs.pop(name))
+            self.graph.g.remove_node(f"{lm.name}:{name}")
 
     # -- unloading ------------------------------------------------------------------------
     def dependents(self, name: str) -> list[str]:

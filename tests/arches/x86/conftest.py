@@ -7,6 +7,7 @@ import itertools
 import pytest
 
 from permalloc import Machine, MachineSpec, PolicySpec
+from permalloc.policies import BUILTIN_POLICIES
 
 SWITCHES = ("block_cache", "text_poke", "live_cache", "huge")
 
@@ -25,6 +26,12 @@ def policy_for(block_cache: bool = False, text_poke: bool = False, live_cache: b
 
 
 ALL_POLICIES = [policy_for(*combo) for combo in itertools.product((False, True), repeat=4)]
+
+ROX_CACHE = next(p for p in BUILTIN_POLICIES if p.name == "rox-cache")
+# the ROX cache with a clean that frees regions the VM_FLUSH_RESET_PERMS way (a what-if)
+ROX_CACHE_RESET_PERMS = ROX_CACHE.model_copy(update={
+    "name": "rox-cache-reset-perms", "options": {"x86.rox_cache_clean": "reset-perms"},
+})
 
 
 def x86(policy: PolicySpec | None = None, strict: bool = True, **spec) -> Machine:
