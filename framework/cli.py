@@ -14,10 +14,10 @@ from rich.console import Console
 
 from . import __version__
 from .errors import PermallocError
+from .modelfile import format_validation_error
 from .pluginmanager import arch_plugins, discover, registry_manager
 from .registry import override_policy, policies, resolve_policy, resolve_scenario, scenarios
 from .report import ReportColumn, print_tables, report_json
-from .scenario import format_validation_error
 from .spec import MachineSpec
 
 EPILOG = "Run 'permalloc COMMAND --help' for the options of a command."

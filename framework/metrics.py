@@ -9,27 +9,6 @@ from collections.abc import Mapping
 from . import events as ev
 from .spec import CostModel
 
-COUNTERS = (
-    "shootdowns",
-    "ipis",
-    "sync_ipis",
-    "local_flushes",
-    "directmap_splits_1g",
-    "directmap_splits_2m",
-    "text_pokes",
-    "poke_bytes",
-    "reloc_out_of_range",
-    "wx_violations",
-    "cost_ns",
-)
-GAUGES = (
-    "directmap_4k_bytes",
-    "directmap_2m_bytes",
-    "directmap_1g_bytes",
-    "huge_mappings",
-    "allocated_bytes",
-    "requested_bytes",
-)
 # The order in which tables, CSV and JSON list them.
 METRICS = (
     "shootdowns",
@@ -50,6 +29,16 @@ METRICS = (
     "wx_violations",
     "cost_ns",
 )
+# State read at the end (or at op boundaries), as opposed to counters folded from events.
+GAUGES = (
+    "directmap_4k_bytes",
+    "directmap_2m_bytes",
+    "directmap_1g_bytes",
+    "huge_mappings",
+    "allocated_bytes",
+    "requested_bytes",
+)
+COUNTERS = tuple(name for name in METRICS if name not in GAUGES)
 DESCRIPTIONS = {
     "shootdowns": "all-CPU TLB flush rounds (range or full) sent to other CPUs",
     "ipis": "IPIs received by other CPUs (flush rounds x (cpus - 1), plus patching syncs)",

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import json
-import tomllib
 from pathlib import Path
 
 import pluggy
 from pydantic import ValidationError
 
 from .errors import SpecError
+from .modelfile import format_validation_error, load_model_file
 from .policy import DEFAULT_POLICY, PolicySpec
-from .scenario import Scenario, ScenarioSource, format_validation_error, load_scenario_file
+from .scenario import Scenario, ScenarioSource, load_scenario_file
 
 
 def policies(pm: pluggy.PluginManager) -> dict[str, PolicySpec]:
@@ -57,21 +56,7 @@ def _is_file(text: str) -> bool:
 
 
 def load_policy_file(path: str | Path) -> PolicySpec:
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise SpecError(f"{path}: cannot read: {exc.strerror}") from None
-    try:
-        data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
-    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise SpecError(f"{path}: not valid {'TOML' if path.suffix == '.toml' else 'JSON'}: {exc}") from None
-    if isinstance(data, dict):
-        data.setdefault("name", path.stem)
-    try:
-        return PolicySpec.model_validate(data)
-    except ValidationError as exc:
-        raise SpecError(f"{path}: {format_validation_error(exc)}") from None
+    return load_model_file(path, PolicySpec)
 
 
 def resolve_policy(pm: pluggy.PluginManager, name_or_file: str) -> PolicySpec:

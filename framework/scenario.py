@@ -6,8 +6,6 @@ The core defines the raw contract ops; plugins add theirs (``load_module``, ``lo
 
 from __future__ import annotations
 
-import json
-import tomllib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 from .errors import SpecError
+from .modelfile import format_validation_error, load_model_file
 from .perms import Perm
 
 if TYPE_CHECKING:
@@ -152,22 +151,6 @@ def _adapter(models: tuple[type[Op], ...]) -> TypeAdapter:
     return adapter
 
 
-def format_validation_error(exc: ValidationError, prefix: str = "", tagged: bool = False) -> str:
-    """The first error of a pydantic ValidationError as ``ops[3].size: message``.
-
-    ``tagged``: the location holds a discriminated-union tag after the list index (pydantic
-    puts the op name there), which is dropped.
-    """
-    err = exc.errors()[0]
-    loc = list(err["loc"])
-    if tagged and len(loc) >= 2 and isinstance(loc[0], int):
-        del loc[1]
-    text = prefix
-    for item in loc:
-        text += f"[{item}]" if isinstance(item, int) else f".{item}"
-    return f"{text.lstrip('.') or 'value'}: {err['msg']}"
-
-
 BUILTIN_OPS: tuple[tuple[type[Op], str], ...] = (
     (AllocOp, "perm_alloc: reserve memory of a final permission"),
     (WriteOp, "store through the writable (staging) address"),
@@ -182,21 +165,7 @@ BUILTIN_OPS: tuple[tuple[type[Op], str], ...] = (
 
 def load_scenario_file(path: str | Path) -> Scenario:
     """Read a scenario from a .json or .toml file (one-line errors name the file)."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise SpecError(f"{path}: cannot read: {exc.strerror}") from None
-    try:
-        data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
-    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise SpecError(f"{path}: not valid {'TOML' if path.suffix == '.toml' else 'JSON'}: {exc}") from None
-    if isinstance(data, dict):
-        data.setdefault("name", path.stem)
-    try:
-        return Scenario.model_validate(data)
-    except ValidationError as exc:
-        raise SpecError(f"{path}: {format_validation_error(exc)}") from None
+    return load_model_file(path, Scenario)
 
 
 def op_registry(types: Iterable[OpType]) -> dict[str, OpType]:

@@ -22,19 +22,6 @@ from permalloc.scenario import Scenario
 from permalloc.simulation import run
 
 
-class SetMemorySpy:
-    """Records every set_memory_* call, then lets the arch carry it out."""
-
-    name = "spy"
-
-    def __init__(self):
-        self.calls = []
-
-    @hookimpl(tryfirst=True)
-    def permalloc_set_memory(self, addr, npages, source):
-        self.calls.append((source, npages))
-
-
 def _machine(arch, layout="contiguous", kernel="6.1", plugins=(), **kw):
     policy = PolicySpec(name="t", module_layout=layout, kernel=kernel, **kw)
     return Machine(MachineSpec(arch=arch, memory="2G", cpus=4), policy, plugins=plugins)
@@ -60,22 +47,22 @@ def test_unknown_module_suggests_close_names(arch):
         _load(_machine(arch), "ext5")
 
 
-def test_6_1_contiguous_runs_the_exact_set_memory_sequence(arch):
-    spy = SetMemorySpy()
+def test_6_1_contiguous_runs_the_exact_set_memory_sequence(arch, set_memory_spy):
+    spy = set_memory_spy
     m = _machine(arch, plugins=[spy])
     _load(m, "crc16")  # no dependencies
-    names = [name for name, _ in spy.calls]
+    names = spy.names
     # complete_formation: module_enable_ro (4), module_enable_nx (5), module_enable_x (2);
     # do_init_module: module_enable_ro(mod, true) (4 + ro_after_init)
     assert names == ["set_memory_ro"] * 4 + ["set_memory_nx"] * 5 + ["set_memory_x"] * 2 + ["set_memory_ro"] * 5
 
 
-def test_6_12_module_memory_sequence(arch):
-    spy = SetMemorySpy()
+def test_6_12_module_memory_sequence(arch, set_memory_spy):
+    spy = set_memory_spy
     m = _machine(arch, layout="module-memory", kernel="6.12", plugins=[spy])
     _load(m, "crc16")
     lm = loader_of(m).loaded["crc16"]
-    names = [name for name, _ in spy.calls]
+    names = spy.names
     types = [r.name for r in lm.regions]
     n_ro = sum(t in ("rodata", "init_rodata") for t in types)
     n_nx = sum(t in ("data", "rodata", "ro_after_init", "init_data", "init_rodata") for t in types)

@@ -6,7 +6,7 @@ from contextlib import nullcontext
 
 import pytest
 
-from permalloc import Machine, MachineSpec, hookimpl
+from permalloc import Machine, MachineSpec
 from permalloc.pages import PAGE_SHIFT, PMD_SIZE
 from permalloc.plugins.module_loader import loader as loader_of
 from permalloc.plugins.module_loader.loader import get_workload
@@ -18,17 +18,6 @@ ROX = next(p for p in BUILTIN_POLICIES if p.name == "rox-cache")
 ROX_RESET_PERMS = ROX.model_copy(update={"name": "rox-rp", "options": {"x86.rox_cache_clean": "reset-perms"}})
 TEXT = ("text", "init_text")
 DATA = ("rodata", "ro_after_init", "data", "init_data", "init_rodata")
-
-
-class SetMemorySpy:
-    name = "spy"
-
-    def __init__(self):
-        self.calls = []
-
-    @hookimpl(tryfirst=True)
-    def permalloc_set_memory(self, addr, npages, source):
-        self.calls.append((source, addr, npages))
 
 
 def _machine(x86, policy=ROX, plugins=(), strict=True):
@@ -56,8 +45,8 @@ def test_xfs_text_comes_from_the_cache_and_goes_live_rox(x86):
     assert m.metrics.counters["wx_violations"] == 0  # strict: would have raised
 
 
-def test_rox_mode_runs_upstreams_set_memory_sequence(x86):
-    spy = SetMemorySpy()
+def test_rox_mode_runs_upstreams_set_memory_sequence(x86, set_memory_spy):
+    spy = set_memory_spy
     m = _machine(x86, plugins=[spy])
     _load(m, "libcrc32c")  # no dependencies
     lm = loader_of(m).loaded["libcrc32c"]
