@@ -6,7 +6,7 @@
 #   (1) directmap=unmapped-block-cache  (2) text_loading=text_poke
 #   (3) live_cache=true                 (4) huge_mappings=true
 #
-# Usage: examples/rfc-switches/table.sh [extra permalloc run options, e.g. --cpus 64]
+# Usage: [PERMALLOC_ARGS='--cpus 64 --no-gbpages'] examples/rfc-switches/table.sh
 # Needs `permalloc` on PATH (or PERMALLOC=/path/to/permalloc). Runs with --strict, so a
 # W^X violation or a leak at teardown fails the row.
 set -eu
