@@ -25,17 +25,28 @@ class TextPoke:
     def __init__(self, machine: Machine) -> None:
         self.m = machine
 
-    def _pfns(self, addr: int, length: int) -> list[int]:
+    def _pfns(self, addr: int, length: int, memo: dict[int, int | None] | None = None) -> list[int]:
+        """The physical pages under [addr, addr+length); ``memo`` caches lookups per page."""
         pfns = []
         for vpn in range(addr >> PAGE_SHIFT, ((addr + length - 1) >> PAGE_SHIFT) + 1):
-            found = self.m.pagetables.lookup(vpn << PAGE_SHIFT)
-            if found is None and (vpn << PAGE_SHIFT) in self.m.ranges.get("kernel_image", ()):
-                continue  # vmlinux text: mapped by the boot page tables, which are not modelled
-            if found is None:
-                raise ContractError(f"text_poke: address {vpn << PAGE_SHIFT:#x} is not mapped")
-            mapping, index = found
-            pfns.append(mapping.pfns[index])
+            if memo is not None and vpn in memo:
+                pfn = memo[vpn]
+            else:
+                pfn = self._pfn(vpn)
+                if memo is not None:
+                    memo[vpn] = pfn
+            if pfn is not None:
+                pfns.append(pfn)
         return pfns
+
+    def _pfn(self, vpn: int) -> int | None:
+        found = self.m.pagetables.lookup(vpn << PAGE_SHIFT)
+        if found is None and (vpn << PAGE_SHIFT) in self.m.ranges.get("kernel_image", ()):
+            return None  # vmlinux text: mapped by the boot page tables, which are not modelled
+        if found is None:
+            raise ContractError(f"text_poke: address {vpn << PAGE_SHIFT:#x} is not mapped")
+        mapping, index = found
+        return mapping.pfns[index]
 
     def poke(self, addr: int, length: int, source: str = "text_poke") -> None:
         """__text_poke: at most two pages through poking_mm, then a local flush only."""
@@ -76,8 +87,9 @@ class TextPoke:
         """One step of a batch: a text_poke per site, recorded as one event of ``len(pokes)``
         pokes (a batch step of thousands of pokes would otherwise be thousands of events)."""
         pfns: list[int] = []
+        memo: dict[int, int | None] = {}
         for addr, length in pokes:
-            pfns.extend(self._pfns(addr, length))
+            pfns.extend(self._pfns(addr, length, memo))
         self.m.emit(ev.TEXT_POKE, sum(n for _, n in pokes), pokes[0][0], pfns, source, pokes=len(pokes))
 
     def queue(self, sites: Sequence[tuple[int, int]], source: str = "text_poke_queue") -> int:
