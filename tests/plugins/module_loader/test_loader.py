@@ -163,3 +163,18 @@ def test_address_lookup(arch):
     lm = loader_of(m).loaded["crc16"]
     assert lm.address(MemClass.TEXT) == lm.allocs["core"].addr
     assert lm.address(MemClass.INIT_TEXT) is None  # freed after init
+
+
+def test_run_modules_view_and_ingest_errors_through_the_cli(tmp_path, capsys, arch):
+    from permalloc.cli import main
+
+    scenario = tmp_path / "s.json"
+    scenario.write_text('{"name": "s", "ops": [{"op": "load_module", "module": "ext4"}]}')
+    assert main(["run", "-s", str(scenario), "--arch", arch, "--memory", "1G", "--modules"]) == 0
+    out = capsys.readouterr().out
+    assert "/proc/modules (4 modules)" in out and "jbd2" in out and "Live" in out
+    bad = tmp_path / "bad.ko"
+    bad.write_bytes(b"not an elf at all")
+    assert main(["ingest", str(bad), "-o", str(tmp_path / "w.json.gz"), "-q"]) == 1
+    err = capsys.readouterr().err
+    assert f"{bad}: not an ELF file" in err and "Traceback" not in err
