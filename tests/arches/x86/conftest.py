@@ -56,3 +56,17 @@ def counters():
             delta[key] = value - before[key]
 
     return measure
+
+
+def load(m: Machine, size: int, perm: str = "RX"):
+    """alloc + write the whole allocation + finish: one load through the contract."""
+    a = m.perm.alloc(size, perm)
+    m.perm.write(a, 0, size)
+    m.perm.finish(a)
+    return a
+
+
+def page_frames(m: Machine, a) -> list[int]:
+    """The physical pages behind allocation ``a``."""
+    mapping, index = m.pagetables.lookup(a.addr)
+    return mapping.pfns[index : index + -(-a.size // 4096)]

@@ -2,39 +2,27 @@
 
 from __future__ import annotations
 
-from permalloc import Machine, MachineSpec, Perm
+from permalloc import MachineSpec, Perm
 from permalloc.arches.x86 import _state
 from permalloc.pages import PAGES_PER_PMD
 from permalloc.scenario import Scenario
 from permalloc.simulation import run
 
-from .conftest import policy_for, x86
+from .conftest import load, page_frames, policy_for, x86
 
 CACHE = policy_for(block_cache=True)
 RFC = policy_for(block_cache=True, text_poke=True)
-
-
-def _load(m: Machine, size: int, perm: str = "RX"):
-    a = m.perm.alloc(size, perm)
-    m.perm.write(a, 0, size)
-    m.perm.finish(a)
-    return a
-
-
-def _pfns(m: Machine, a) -> list[int]:
-    mapping, index = m.pagetables.lookup(a.addr)
-    return mapping.pfns[index : index + -(-a.size // 4096)]
 
 
 def test_refill_unmaps_a_whole_block_with_one_flush_and_no_2m_split():
     m = x86(RFC, gbpages=False)
     seen = []
     m.trace = seen.append
-    a = _load(m, 16384)
+    a = load(m, 16384)
     blocks = _state(m).blocks
-    block = _pfns(m, a)[0] // PAGES_PER_PMD * PAGES_PER_PMD
+    block = page_frames(m, a)[0] // PAGES_PER_PMD * PAGES_PER_PMD
     assert blocks.refills == 1 and set(blocks.blocks) == {block}
-    assert {p // PAGES_PER_PMD for p in _pfns(m, a)} == {block // PAGES_PER_PMD}  # grouped physically
+    assert {p // PAGES_PER_PMD for p in page_frames(m, a)} == {block // PAGES_PER_PMD}  # grouped physically
     assert all(m.directmap.perm(block + i) == Perm.NONE for i in range(PAGES_PER_PMD))  # all of it
     assert not m.directmap.split_2m  # __set_pages_np over the whole leaf keeps it 2 MiB
     flushes = [e for e in seen if e.kind in ("flush_all", "flush_range")]
@@ -44,17 +32,17 @@ def test_refill_unmaps_a_whole_block_with_one_flush_and_no_2m_split():
 
 def test_pages_are_reused_without_a_flush_when_permissions_agree():
     m = x86(RFC)
-    m.perm.free(_load(m, 16384))
+    m.perm.free(load(m, 16384))
     before = m.metrics.counters["shootdowns"]
-    m.perm.free(_load(m, 16384))  # stale RX aliases, new RX mapping: no conflict
-    m.perm.free(_load(m, 8192, "R"))  # stale RX, new R: nothing writable, no conflict
+    m.perm.free(load(m, 16384))  # stale RX aliases, new RX mapping: no conflict
+    m.perm.free(load(m, 8192, "R"))  # stale RX, new R: nothing writable, no conflict
     assert m.metrics.counters["shootdowns"] == before
     assert _state(m).blocks.refills == 1
 
 
 def test_stale_executable_alias_is_flushed_before_a_writable_mapping():
     m = x86(CACHE)  # set_memory loading: the new mapping starts RW+NX
-    m.perm.free(_load(m, 16384))  # its RX alias is unmapped lazily: stale until a purge
+    m.perm.free(load(m, 16384))  # its RX alias is unmapped lazily: stale until a purge
     seen = []
     m.trace = seen.append
     m.perm.alloc(16384, "RX")
@@ -66,10 +54,10 @@ def test_stale_executable_alias_is_flushed_before_a_writable_mapping():
 
 def test_order0_fallback_when_no_block_is_free():
     m = x86(RFC, fragmentation=1.0, memory="64G")  # every pageblock already holds other pages
-    a = _load(m, 16384)
+    a = load(m, 16384)
     blocks = _state(m).blocks
     assert blocks.fallback_pages == 4 and not blocks.blocks
-    used = {p // PAGES_PER_PMD for p in _pfns(m, a)}
+    used = {p // PAGES_PER_PMD for p in page_frames(m, a)}
     c = m.metrics.counters
     # set_direct_map_invalid_noflush per page splits the leaves around it (flush each), then
     # one _vm_unmap_aliases flush for the whole refill
@@ -82,7 +70,7 @@ def test_order0_fallback_when_no_block_is_free():
 
 def test_shrinker_maps_pages_back_and_flushes_once_for_stale_aliases():
     m = x86(RFC)
-    for a in [_load(m, 16384), _load(m, 65536)]:
+    for a in [load(m, 16384), load(m, 65536)]:
         m.perm.free(a)
     allocated = m.phys.allocated_pages
     seen = []
@@ -99,7 +87,7 @@ def test_shrinker_maps_pages_back_and_flushes_once_for_stale_aliases():
 
 def test_shrinker_needs_no_flush_once_the_aliases_were_purged():
     m = x86(RFC)
-    m.perm.free(_load(m, 16384))
+    m.perm.free(load(m, 16384))
     m.vmalloc.purge()  # someone else's vm_unmap_aliases already flushed them
     before = m.metrics.counters["shootdowns"]
     assert m.perm.shrink(4096) == PAGES_PER_PMD
@@ -108,8 +96,8 @@ def test_shrinker_needs_no_flush_once_the_aliases_were_purged():
 
 def test_shrinker_keeps_blocks_with_pages_in_use():
     m = x86(RFC)
-    live = _load(m, 16384)
-    m.perm.free(_load(m, 16384))
+    live = load(m, 16384)
+    m.perm.free(load(m, 16384))
     assert m.perm.shrink(4096) == 0  # the block still backs a live allocation
     assert m.perm.shrink(0) == 0
     m.perm.free(live)
@@ -137,11 +125,11 @@ def test_rw_change_on_an_unmapped_alias_keeps_it_not_present():
     # and freed can be handed out executable again without a W^X moment.
     for policy in (RFC, policy_for(block_cache=True, text_poke=True, huge=True)):
         m = x86(policy)
-        a = _load(m, 16384)
+        a = load(m, 16384)
         m.perm.change(a, "RW")
-        assert m.directmap.perm(_pfns(m, a)[0]) == Perm.NONE
+        assert m.directmap.perm(page_frames(m, a)[0]) == Perm.NONE
         m.perm.free(a)
-        m.perm.free(_load(m, 16384))
+        m.perm.free(load(m, 16384))
         assert m.metrics.counters["wx_violations"] == 0
         assert m.teardown() == []
 

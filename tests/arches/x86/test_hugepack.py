@@ -2,29 +2,21 @@
 
 from __future__ import annotations
 
-from permalloc import Machine
 from permalloc.arches.x86 import _state
 from permalloc.pages import PMD_SIZE
 
-from .conftest import policy_for, x86
+from .conftest import load, policy_for, x86
 
 HUGE = policy_for(huge=True)
 
 
-def _load(m: Machine, size: int, perm: str = "RX"):
-    a = m.perm.alloc(size, perm)
-    m.perm.write(a, 0, size)
-    m.perm.finish(a)
-    return a
-
-
 def test_same_permission_shares_one_2m_leaf():
     m = x86(HUGE)
-    a = _load(m, 16384)
+    a = load(m, 16384)
     before = dict(m.metrics.counters)
     seen = []
     m.trace = seen.append
-    b = _load(m, 5000)
+    b = load(m, 5000)
     assert a.addr % PMD_SIZE == 0 and b.addr == a.addr + 16384  # packed, page after page
     assert m.gauges()["huge_mappings"] == 1
     # the second allocation maps nothing and flushes nothing: text_poke_copy into the slot
@@ -34,7 +26,7 @@ def test_same_permission_shares_one_2m_leaf():
 
 def test_each_permission_gets_its_own_region():
     m = x86(HUGE)
-    allocs = [_load(m, 8192, perm) for perm in ("RX", "R", "RW", "RX")]
+    allocs = [load(m, 8192, perm) for perm in ("RX", "R", "RW", "RX")]
     assert m.gauges()["huge_mappings"] == 3
     assert allocs[3].addr - allocs[0].addr == 8192
     assert len({a.addr // PMD_SIZE for a in allocs[:3]}) == 3
@@ -53,7 +45,7 @@ def test_slot_is_loaded_through_staging_even_with_set_memory_loading():
 
 def test_free_fills_the_slot_with_int3_and_the_last_free_releases_the_region():
     m = x86(HUGE, gbpages=False)
-    a, b = _load(m, 16384), _load(m, 16384)
+    a, b = load(m, 16384), load(m, 16384)
     before = dict(m.metrics.counters)
     m.perm.free(a)
     # bpf_prog_pack_free -> text_poke_set(0xcc) over the slot: local only
@@ -71,10 +63,10 @@ def test_free_fills_the_slot_with_int3_and_the_last_free_releases_the_region():
 
 def test_live_cache_keeps_an_empty_region_until_the_shrinker():
     m = x86(policy_for(huge=True, live_cache=True))
-    a = _load(m, 16384)
+    a = load(m, 16384)
     m.perm.free(a)
     assert m.gauges()["huge_mappings"] == 1
-    again = _load(m, 16384)
+    again = load(m, 16384)
     assert again.addr == a.addr  # the same slot of the kept region
     m.perm.free(again)
     assert m.perm.shrink(4096) == 512
@@ -84,7 +76,7 @@ def test_live_cache_keeps_an_empty_region_until_the_shrinker():
 
 def test_changing_a_slot_splits_the_leaf_and_free_sets_it_back():
     m = x86(HUGE)
-    a, b = _load(m, 8192), _load(m, 8192)
+    a, b = load(m, 8192), load(m, 8192)
     seen = []
     m.trace = seen.append
     m.perm.change(a, "R")
@@ -101,7 +93,7 @@ def test_changing_a_slot_splits_the_leaf_and_free_sets_it_back():
 
 def test_allocations_over_2m_are_not_packed():
     m = x86(HUGE)
-    a = _load(m, PMD_SIZE + 4096)
+    a = load(m, PMD_SIZE + 4096)
     assert m.gauges()["huge_mappings"] == 0 and not _state(m).packs.regions
     m.perm.free(a)
     assert m.teardown() == []
@@ -109,7 +101,7 @@ def test_allocations_over_2m_are_not_packed():
 
 def test_rfc_full_block_cache_backs_the_regions():
     m = x86(policy_for(block_cache=True, text_poke=True, live_cache=True, huge=True), gbpages=False)
-    a, r = _load(m, 16384), _load(m, 16384, "R")
+    a, r = load(m, 16384), load(m, 16384, "R")
     # one refill per region (a whole block each), nothing else
     assert m.metrics.counters["shootdowns"] == 2 and m.gauges()["huge_mappings"] == 2
     m.perm.free(a)

@@ -7,16 +7,9 @@ import pytest
 from permalloc import Machine, Perm
 from permalloc.arches.x86 import _state, livecache
 
-from .conftest import policy_for, x86
+from .conftest import load, policy_for, x86
 
 LIVE = policy_for(live_cache=True)
-
-
-def _load(m: Machine, size: int, perm: str = "RX"):
-    a = m.perm.alloc(size, perm)
-    m.perm.write(a, 0, size)
-    m.perm.finish(a)
-    return a
 
 
 def _delta(m: Machine, before: dict) -> dict:
@@ -27,7 +20,7 @@ def _delta(m: Machine, before: dict) -> dict:
                          ids=["live", "live+rfc"])
 def test_free_keeps_the_mapping_and_fills_it_with_int3(policy):
     m = x86(policy)
-    a = _load(m, 16384)
+    a = load(m, 16384)
     before = dict(m.metrics.counters)
     m.perm.free(a)
     d = _delta(m, before)
@@ -40,7 +33,7 @@ def test_free_keeps_the_mapping_and_fills_it_with_int3(policy):
 
 def test_same_permission_reuses_the_live_range_with_no_shootdown():
     m = x86(LIVE)
-    first = _load(m, 16384)
+    first = load(m, 16384)
     m.perm.free(first)
     seen = []
     m.trace = seen.append
@@ -59,18 +52,18 @@ def test_same_permission_reuses_the_live_range_with_no_shootdown():
 
 def test_other_permission_or_larger_size_is_not_served_from_the_cache():
     m = x86(LIVE)
-    cached = _load(m, 16384)
+    cached = load(m, 16384)
     m.perm.free(cached)
-    ro = _load(m, 16384, "R")
-    big = _load(m, 65536, "RX")
-    tiny = _load(m, 4096, "RX")  # 1 page needed, 4 cached: more than half would be wasted
+    ro = load(m, 16384, "R")
+    big = load(m, 65536, "RX")
+    tiny = load(m, 4096, "RX")  # 1 page needed, 4 cached: more than half would be wasted
     assert cached.addr not in (ro.addr, big.addr, tiny.addr)
     assert len(_state(m).live.entries) == 1 and _state(m).live.hits == 0
 
 
 def test_flush_happens_only_when_reclaimed():
     m = x86(LIVE)
-    a = _load(m, 16384)
+    a = load(m, 16384)
     m.perm.free(a)
     before = m.metrics.counters["shootdowns"]
     freed = m.perm.shrink(4096)
@@ -83,7 +76,7 @@ def test_flush_happens_only_when_reclaimed():
 
 def test_changed_permission_is_not_cached():
     m = x86(LIVE)
-    a = _load(m, 16384)
+    a = load(m, 16384)
     m.perm.change(a, "R")
     m.perm.free(a)
     assert m.pagetables.lookup(a.addr) is None and not _state(m).live.entries
@@ -92,7 +85,7 @@ def test_changed_permission_is_not_cached():
 def test_oldest_ranges_are_reclaimed_beyond_the_cap():
     m = x86(LIVE)
     size = 64 * 4096
-    allocs = [_load(m, size) for _ in range(livecache.MAX_PAGES // 64 + 1)]
+    allocs = [load(m, size) for _ in range(livecache.MAX_PAGES // 64 + 1)]
     for a in allocs:
         m.perm.free(a)
     live = _state(m).live

@@ -11,21 +11,9 @@ from __future__ import annotations
 from permalloc import Machine
 from permalloc.pages import PAGES_PER_PMD
 
-from .conftest import policy_for, x86
+from .conftest import load, page_frames, policy_for, x86
 
 RFC = policy_for(block_cache=True, text_poke=True)  # the RFC as posted: optimisations 1 and 2
-
-
-def _load(m: Machine, size: int, perm: str = "RX"):
-    a = m.perm.alloc(size, perm)
-    m.perm.write(a, 0, size)
-    m.perm.finish(a)
-    return a
-
-
-def _pfns(m: Machine, a) -> list[int]:
-    mapping, index = m.pagetables.lookup(a.addr)
-    return mapping.pfns[index : index + -(-a.size // 4096)]
 
 
 def _flush_sources(events) -> list[str]:
@@ -36,7 +24,7 @@ def test_switches_off_rx_load_costs_four_shootdowns_and_4k_splits_where_it_lande
     m = x86(gbpages=True)
     seen = []
     m.trace = seen.append
-    a = _load(m, 16384)
+    a = load(m, 16384)
     c = m.metrics.counters
     # set_memory_ro: 1G->2M and 2M->4K splits of the alias (one flush_tlb_all each) and its
     # cpa_flush (force_flush_all); set_memory_x: one per-page flush (4 pages <= 33)
@@ -44,18 +32,18 @@ def test_switches_off_rx_load_costs_four_shootdowns_and_4k_splits_where_it_lande
     assert _flush_sources(seen) == ["set_memory_ro/alias/split_large_page"] * 2 + [
         "set_memory_ro/cpa_flush", "set_memory_x/cpa_flush"]
     assert c["local_flushes"] == 0 and c["sync_ipis"] == 0  # no text_poke on this path
-    used = {pfn // PAGES_PER_PMD for pfn in _pfns(m, a)}
+    used = {pfn // PAGES_PER_PMD for pfn in page_frames(m, a)}
     # the direct map is broken to 4 KiB exactly in the 2 MiB ranges of the pages it used
     assert m.directmap.split_2m == used
-    assert all(m.directmap.perm(pfn) == 1 for pfn in _pfns(m, a))  # ... and read-only there
+    assert all(m.directmap.perm(pfn) == 1 for pfn in page_frames(m, a))  # ... and read-only there
 
 
 def test_switches_off_random_pages_split_more():
     # "When a split is required it can be even more": pages from scattered pageblocks
     m = x86(gbpages=True, fragmentation=1.0, memory="64G")
-    a = _load(m, 16384)
+    a = load(m, 16384)
     c = m.metrics.counters
-    used = {pfn // PAGES_PER_PMD for pfn in _pfns(m, a)}
+    used = {pfn // PAGES_PER_PMD for pfn in page_frames(m, a)}
     assert len(used) > 1  # the pages did land in several 2 MiB blocks
     assert m.directmap.split_2m == used
     # one flush per split (1G and 2M), plus set_memory_ro's and set_memory_x's cpa_flush
@@ -70,7 +58,7 @@ def test_the_rfc_list_of_four_with_a_lazy_area_pending():
     m.vmalloc.vfree(m.vmalloc.vmalloc(4096, "vmalloc", reset_perms=False))
     seen = []
     m.trace = seen.append
-    _load(m, 16384)
+    load(m, 16384)
     assert _flush_sources(seen) == [
         "set_memory_ro/vm_unmap_aliases",  # the lazy area is purged: one flush
         "set_memory_ro/alias/split_large_page",  # 2M -> 4K
@@ -82,7 +70,7 @@ def test_the_rfc_list_of_four_with_a_lazy_area_pending():
 
 def _module(m: Machine) -> list:
     # one module as the RFC's separate allocations: text RX, rodata R, data RW
-    return [_load(m, 40960, "RX"), _load(m, 12288, "R"), _load(m, 8192, "RW")]
+    return [load(m, 40960, "RX"), load(m, 12288, "R"), load(m, 8192, "RW")]
 
 
 def test_rfc_module_load_costs_one_range_shootdown_cold_and_none_warm():
@@ -112,10 +100,10 @@ def test_rfc_module_load_with_gbpages_adds_the_1g_split_of_the_first_refill():
 
 def test_rfc_bpf_load_costs_nothing_once_the_cache_is_warm():
     m = x86(RFC, gbpages=True)
-    m.perm.free(_load(m, 512))  # warms the block cache (one refill)
+    m.perm.free(load(m, 512))  # warms the block cache (one refill)
     before = dict(m.metrics.counters)
     for _ in range(100):
-        prog = _load(m, 512)
+        prog = load(m, 512)
         m.perm.free(prog)
     c = m.metrics.counters
     assert c["shootdowns"] == before["shootdowns"]  # 100 loads and frees: zero shootdowns
@@ -128,9 +116,9 @@ def test_rfc_bpf_load_costs_nothing_once_the_cache_is_warm():
 
 def test_bpf_load_without_the_rfc_costs_shootdowns_every_time():
     m = x86(gbpages=True)
-    m.perm.free(_load(m, 512))
+    m.perm.free(load(m, 512))
     before = m.metrics.counters["shootdowns"]
-    m.perm.free(_load(m, 512))
+    m.perm.free(load(m, 512))
     # set_memory_ro (cpa_flush: the alias was split already), set_memory_x, vm_reset_perms
     assert m.metrics.counters["shootdowns"] - before == 3
 
