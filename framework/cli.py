@@ -23,9 +23,9 @@ from .spec import MachineSpec
 EPILOG = "Run 'permalloc COMMAND --help' for the options of a command."
 
 
-def _machine_args(parser: argparse.ArgumentParser, arch_default: str | None) -> None:
+def _machine_args(parser: argparse.ArgumentParser, arch_help: str) -> None:
     group = parser.add_argument_group("machine")
-    group.add_argument("--arch", default=arch_default, help="arch backend (default: %(default)s, or the policy's)")
+    group.add_argument("--arch", help=f"arch backend, as `permalloc plugins` lists them (default: {arch_help})")
     group.add_argument("--cpus", type=int, default=8, help="online CPUs (default: %(default)s)")
     group.add_argument("--memory", default="16G", help="RAM, e.g. 16G or 4T (default: %(default)s)")
     group.add_argument("--numa-nodes", type=int, default=1, help="NUMA nodes (default: %(default)s)")
@@ -227,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run one scenario under one policy and print its metrics")
     p.add_argument("--scenario", "-s", required=True, help="scenario name or .json/.toml file")
     p.add_argument("--policy", "-p", default="default", help="policy name or .json/.toml file (default: %(default)s)")
-    _machine_args(p, None)
+    _machine_args(p, "the policy's arch, else generic")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                    help="override a policy field, e.g. --set live_cache=true (repeatable)")
     p.add_argument("--format", choices=("table", "json"), default="table")
@@ -247,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scenario", "-s", default="default", help="scenario name or .json/.toml file (default: %(default)s)")
     p.add_argument("--policy", "-p", action="append", help="policy name or file (repeatable; default: all built-ins for the arch)")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override a field of every policy")
-    _machine_args(p, None)
+    _machine_args(p, "the policies' arch, else x86")
     p.add_argument("--jobs", "-j", type=int, default=os.cpu_count() or 1,
                    help="policies run in parallel processes; results do not depend on it (default: %(default)s)")
     p.add_argument("--format", choices=("table", "json", "csv"), default="table")
