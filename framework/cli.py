@@ -273,6 +273,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PermallocError as exc:
         print(f"permalloc: error: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:  # an output file or directory that cannot be written
+        print(f"permalloc: error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("permalloc: interrupted", file=sys.stderr)
         return 130

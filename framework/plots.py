@@ -10,6 +10,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from .errors import SpecError  # noqa: E402
 from .simulation import PolicyResult  # noqa: E402
 
 BAR_METRICS = (
@@ -69,7 +70,7 @@ def save_plots(results: Sequence[PolicyResult], scenario: str, path: str | Path)
     """Write the bars to ``path`` and the timeline next to it (``NAME-timeline.EXT``)."""
     path = Path(path)
     if path.suffix not in (".png", ".svg", ".pdf"):
-        raise ValueError(f"{path}: plots are written as .png, .svg or .pdf")
+        raise SpecError(f"--plot {path}: plots are written as .png, .svg or .pdf")
     timeline_path = path.with_name(f"{path.stem}-timeline{path.suffix}")
     for fig, target in ((bars(results, scenario), path), (timeline(results, scenario), timeline_path)):
         fig.savefig(target, dpi=110)

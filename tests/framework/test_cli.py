@@ -100,3 +100,17 @@ def test_table_has_plugin_report_columns_and_hides_costless_ops(tmp_path, capsys
     out = capsys.readouterr().out
     assert "modules_loaded" in out and "patcher_writes" in out  # rows from the module loader
     assert "module_load" in out and "advance" not in out  # advance costs nothing: JSON only
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--plot", "{tmp}/cmp.bmp"], "plots are written as .png, .svg or .pdf"),
+        (["--format", "json", "-o", "{tmp}/missing/dir/out.json"], "No such file or directory"),
+    ],
+)
+def test_bad_outputs_are_one_line_errors(extra, message, scenario_file, tmp_path, capsys):
+    argv = ["compare", "-s", str(scenario_file), "--memory", "1G", "-p", "legacy", "-q"]
+    assert main(argv + [a.replace("{tmp}", str(tmp_path)) for a in extra]) == 1
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
