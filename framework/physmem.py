@@ -127,11 +127,3 @@ class PhysMem:
             raise ValueError(f"pfn {pfn:#x} is not an allocated order-9 block")
         self._whole.remove(block)
         self.allocated_pages -= PAGES_PER_PMD
-
-    def split_block(self, pfn: int) -> None:
-        """Turn an order-9 block into 512 order-0 pages (split_page), each freed on its own."""
-        block = pfn // PAGES_PER_PMD
-        if block not in self._whole:
-            raise ValueError(f"pfn {pfn:#x} is not an allocated order-9 block")
-        self._whole.remove(block)
-        self._used[block] = _FULL  # order-9 blocks never come from pre-used pageblocks

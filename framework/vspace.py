@@ -59,9 +59,5 @@ class AddressSpace:
             self._gap_starts.insert(i, start)
             self._gap_ends[start] = end
 
-    @property
-    def busy_bytes(self) -> int:
-        return sum(end - start for start, end in self._busy.items())
-
     def __len__(self) -> int:
         return len(self._busy)
