@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from permalloc import Machine, MachineSpec, PolicySpec
+from permalloc import Machine, MachineSpec, PolicySpec, hookimpl
 
 
 @pytest.fixture
@@ -25,3 +25,25 @@ def make_machine(arch: str):
         return Machine(MachineSpec(**spec), policy, strict=strict)
 
     return make
+
+
+class SetMemorySpy:
+    """Records every set_memory_* call as (name, addr, npages), then lets the arch do it."""
+
+    name = "spy"
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, int, int]] = []
+
+    @hookimpl(tryfirst=True)
+    def permalloc_set_memory(self, addr, npages, source):
+        self.calls.append((source, addr, npages))
+
+    @property
+    def names(self) -> list[str]:
+        return [name for name, _, _ in self.calls]
+
+
+@pytest.fixture
+def set_memory_spy() -> SetMemorySpy:
+    return SetMemorySpy()

@@ -4,24 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from permalloc import InvariantViolation, Machine, Perm, hookimpl
+from permalloc import InvariantViolation, Machine, Perm
 from permalloc.arches.x86 import _state
 from permalloc.pages import PAGE_SIZE, PAGES_PER_PMD, PMD_SIZE
 
 from .conftest import ROX_CACHE, ROX_CACHE_RESET_PERMS, x86
-
-
-class SetMemorySpy:
-    """Records every set_memory_* call (name, addr, pages), then lets the arch carry it out."""
-
-    name = "set-memory-spy"
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, int, int]] = []
-
-    @hookimpl(tryfirst=True)
-    def permalloc_set_memory(self, addr, npages, source):
-        self.calls.append((source, addr, npages))
 
 
 def _machine(policy=ROX_CACHE, strict=True, spy=None, **spec) -> Machine:
@@ -52,8 +39,8 @@ def _pfn(m: Machine, addr: int) -> int:
     return mapping.pfns[index]
 
 
-def test_populate_is_one_2m_rox_region_filled_with_int3():
-    spy = SetMemorySpy()
+def test_populate_is_one_2m_rox_region_filled_with_int3(set_memory_spy):
+    spy = set_memory_spy
     m = _machine(spy=spy)
     seen: list = []
     m.trace = seen.append
@@ -126,8 +113,8 @@ def test_split_on_carve_and_collapse_on_restore_each_cost_one_full_flush(counter
     assert m.directmap.is_split(_pfn(m, a.addr))
 
 
-def test_free_fills_int3_and_returns_to_the_cache():
-    spy = SetMemorySpy()
+def test_free_fills_int3_and_returns_to_the_cache(set_memory_spy):
+    spy = set_memory_spy
     m = _machine(spy=spy)
     cache = _cache(m)
     a, b = _live(m, 5 * PAGE_SIZE), _live(m, PAGE_SIZE)

@@ -1,5 +1,4 @@
-"""Fixtures of the module loader tests: a set_memory spy, and for ingestion small
-kernel-module-like objects built with gcc.
+"""Fixtures for the ingestion tests: small kernel-module-like objects built with gcc.
 
 No binary .ko is committed: every object is compiled from the C below at test time, with
 the flags that matter from the kernel's own module build (-mcmodel=kernel, -fno-pic,
@@ -14,30 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
-from permalloc import hookimpl
-
-
-class SetMemorySpy:
-    """Records every set_memory_* call as (name, addr, npages), then lets the arch do it."""
-
-    name = "spy"
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, int, int]] = []
-
-    @hookimpl(tryfirst=True)
-    def permalloc_set_memory(self, addr, npages, source):
-        self.calls.append((source, addr, npages))
-
-    @property
-    def names(self) -> list[str]:
-        return [name for name, _, _ in self.calls]
-
-
-@pytest.fixture
-def set_memory_spy() -> SetMemorySpy:
-    return SetMemorySpy()
 
 CFLAGS = [
     "-c",
