@@ -18,10 +18,10 @@ import sys
 import time
 
 from permalloc import MachineSpec
-from permalloc.pluginmanager import registry_manager
-from permalloc.registry import resolve_policy
-from permalloc.scenario import Scenario
-from permalloc.simulation import run
+from permalloc.plugin.pluginmanager import registry_manager
+from permalloc.run.registry import resolve_policy
+from permalloc.run.scenario import Scenario
+from permalloc.run.simulation import run
 
 
 def churn_ops(count: int, seed: int = 0) -> list[dict]:

@@ -3,9 +3,9 @@
 Plugin authors need only this module: ``from permalloc import hookimpl``.
 """
 
-from .archinfo import ArchInfo, VRange
-from .contract import PermAlloc, PermAllocation, State
-from .errors import (
+from permalloc.model.archinfo import ArchInfo, VRange
+from permalloc.plugin.contract import PermAlloc, PermAllocation, State
+from permalloc.errors import (
     ContractError,
     InvariantViolation,
     OutOfMemory,
@@ -13,12 +13,12 @@ from .errors import (
     PluginError,
     SpecError,
 )
-from .events import Event
-from .hookspecs import hookimpl, hookspec
-from .machine import Machine
-from .perms import Perm
-from .policy import PolicySpec
-from .spec import CostModel, MachineSpec, parse_size
+from permalloc.model.events import Event
+from permalloc.plugin.hookspecs import hookimpl, hookspec
+from permalloc.machine import Machine
+from permalloc.model.perms import Perm
+from permalloc.plugin.policy import PolicySpec
+from permalloc.model.spec import CostModel, MachineSpec, parse_size
 
 __version__ = "0.1.0"
 

@@ -12,13 +12,13 @@ from typing import Any
 from pydantic import ValidationError
 from rich.console import Console
 
-from . import __version__
-from .errors import PermallocError
-from .modelfile import format_validation_error
-from .pluginmanager import arch_plugins, discover, registry_manager
-from .registry import override_policy, policies, resolve_policy, resolve_scenario, scenarios
-from .report import ReportColumn, print_tables, report_json
-from .spec import MachineSpec
+from permalloc import __version__
+from permalloc.errors import PermallocError
+from permalloc.run.modelfile import format_validation_error
+from permalloc.plugin.pluginmanager import arch_plugins, discover, registry_manager
+from permalloc.run.registry import override_policy, policies, resolve_policy, resolve_scenario, scenarios
+from permalloc.report.tables import ReportColumn, print_tables, report_json
+from permalloc.model.spec import MachineSpec
 
 EPILOG = "Run 'permalloc COMMAND --help' for the options of a command."
 
@@ -104,7 +104,7 @@ def cmd_spec(args: argparse.Namespace) -> int:
 
 
 def cmd_hooks(args: argparse.Namespace) -> int:
-    from . import hookspecs
+    from permalloc.plugin import hookspecs
 
     names = [n for n in dir(hookspecs) if n.startswith("permalloc_")]
     for name in names:
@@ -131,7 +131,7 @@ def cmd_scenarios(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .simulation import run
+    from permalloc.run.simulation import run
 
     pm = registry_manager()
     policy = override_policy(resolve_policy(pm, args.policy), args.set)
@@ -156,8 +156,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from .compare import compare
-    from .report import report_csv
+    from permalloc.run.compare import compare
+    from permalloc.report.tables import report_csv
 
     pm = registry_manager()
     scenario = resolve_scenario(pm, args.scenario)
@@ -178,12 +178,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
         task = bar.add_task(f"{scenario.name} on {arch}", total=len(chosen))
         results = compare(scenario, spec, chosen, jobs=args.jobs, on_done=lambda r: bar.advance(task))
     if args.plot:
-        from .plots import save_plots
+        from permalloc.report.plots import save_plots
 
         for path in save_plots(results, scenario.name, args.plot):
             err.print(f"wrote {path}")
     if args.html:
-        from .htmlreport import write_html
+        from permalloc.report.html import write_html
 
         err.print(f"wrote {write_html(args.html, scenario.name, spec, results, chosen)}")
     if args.format == "json":

@@ -33,7 +33,7 @@ def test_package_list_matches_the_folders():
 
 def test_one_copy_of_the_package():
     import permalloc.arches.generic as generic
-    from permalloc.pluginmanager import discover
+    from permalloc.plugin.pluginmanager import discover
 
     assert {r.name: r.plugin for r in discover()}["generic"] is generic
     for name in ("framework", "arches", "plugins"):

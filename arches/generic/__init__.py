@@ -18,7 +18,7 @@ from permalloc import (
     VRange,
     hookimpl,
 )
-from permalloc.pages import PAGE_SHIFT, PAGE_SIZE, pages_for
+from permalloc.model.pages import PAGE_SHIFT, PAGE_SIZE, pages_for
 
 __version__ = "1.0"
 

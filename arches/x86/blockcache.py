@@ -35,8 +35,8 @@ above with the kernel's own primitives. Assumptions:
 from __future__ import annotations
 
 from permalloc import Machine, Perm
-from permalloc import events as ev
-from permalloc.pages import PAGES_PER_PMD
+from permalloc.model import events as ev
+from permalloc.model.pages import PAGES_PER_PMD
 
 from . import dmalias
 

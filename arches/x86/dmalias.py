@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from permalloc import Machine, Perm
-from permalloc.pages import PAGE_SIZE
+from permalloc.model.pages import PAGE_SIZE
 
 
 def hull(machine: Machine, pfns: Sequence[int]) -> tuple[int, int]:

@@ -29,7 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from permalloc import Perm
-from permalloc.vmalloc import VmArea
+from permalloc.mechanisms.vmalloc import VmArea
 
 MAX_PAGES = 512  # 2 MiB of live RX mappings at most (an assumption of the model)
 

@@ -43,8 +43,8 @@ import bisect
 from dataclasses import dataclass
 
 from permalloc import Machine, Perm, PermallocError
-from permalloc.pages import PAGE_SHIFT, PAGE_SIZE, PMD_SIZE, align_up
-from permalloc.vmalloc import VmArea
+from permalloc.model.pages import PAGE_SHIFT, PAGE_SIZE, PMD_SIZE, align_up
+from permalloc.mechanisms.vmalloc import VmArea
 
 CLEAN_OPTION = "x86.rox_cache_clean"
 CLEAN_MODES = ("upstream", "reset-perms")

@@ -19,7 +19,7 @@ Assumptions:
 from __future__ import annotations
 
 from permalloc import Machine, Perm, PermAllocation
-from permalloc.vmalloc import VmArea
+from permalloc.mechanisms.vmalloc import VmArea
 
 STAGING_RANGE = "vmalloc"
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 from typing import Any
 
 from permalloc import Machine, hookimpl
-from permalloc.scenario import OpType, ScenarioSource
+from permalloc.run.scenario import OpType, ScenarioSource
 
 from .ops import OP_TYPES, state, unload_program
 from .scenarios import SCENARIOS

@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from permalloc import Perm, PermallocError
-from permalloc import events as ev
-from permalloc.pages import PAGE_SHIFT
+from permalloc.model import events as ev
+from permalloc.model.pages import PAGE_SHIFT
 
 from .pack import ProgPack, exec_alloc, lock_rox
 from .sizes import (

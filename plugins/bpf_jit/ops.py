@@ -16,14 +16,14 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import Field, model_validator
 
 from permalloc import SpecError
-from permalloc.scenario import Op, OpType
+from permalloc.run.scenario import Op, OpType
 
 from .allocators import BpfJitState, Program
 from .sizes import BPF_COMPLEXITY_LIMIT_INSNS, BPF_MAXINSNS, image_size
 
 if TYPE_CHECKING:
     from permalloc import Machine
-    from permalloc.simulation import RunContext
+    from permalloc.run.simulation import RunContext
 
 
 class LoadBpfOp(Op):

@@ -36,14 +36,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from permalloc import Perm
-from permalloc import events as ev
-from permalloc.pages import PAGE_SHIFT, PAGE_SIZE, PMD_SIZE, align_up
+from permalloc.model import events as ev
+from permalloc.model.pages import PAGE_SHIFT, PAGE_SIZE, PMD_SIZE, align_up
 
 from .sizes import BPF_PROG_CHUNK_SIZE
 
 if TYPE_CHECKING:
     from permalloc import Machine
-    from permalloc.vmalloc import VmArea
+    from permalloc.mechanisms.vmalloc import VmArea
 
 
 def pack_size(numa_nodes: int) -> int:

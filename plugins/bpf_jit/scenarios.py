@@ -34,7 +34,7 @@ import random
 from statistics import NormalDist
 from typing import Any
 
-from permalloc.scenario import Scenario, ScenarioSource
+from permalloc.run.scenario import Scenario, ScenarioSource
 
 from .sizes import ebpf_insns_for_bytes
 

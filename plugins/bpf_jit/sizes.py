@@ -44,7 +44,7 @@ import functools
 from dataclasses import dataclass
 from typing import Literal
 
-from permalloc.pages import PAGE_SIZE, align_up
+from permalloc.model.pages import PAGE_SIZE, align_up
 
 Kind = Literal["ebpf", "seccomp"]
 KINDS: tuple[str, ...] = ("ebpf", "seccomp")

@@ -58,7 +58,7 @@ from permalloc.plugins.module_loader.patching import (
     vmlinux_text,
 )
 from permalloc.plugins.module_loader.workload import MemClass
-from permalloc.scenario import Op, OpType
+from permalloc.run.scenario import Op, OpType
 
 __version__ = "1.0"
 

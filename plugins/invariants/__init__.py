@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from permalloc import Event, InvariantViolation, Machine, hookimpl
-from permalloc import events as ev
+from permalloc.model import events as ev
 
 __version__ = "1.0"
 

@@ -48,7 +48,7 @@ from permalloc import Machine, SpecError, hookimpl
 from permalloc.plugins.module_loader.patching import PatchCost, class_bytes, section_span, spread, vmlinux_text
 from permalloc.plugins.module_loader.scenarios import BOOT_MODULES
 from permalloc.plugins.module_loader.workload import MemClass
-from permalloc.scenario import Op, OpType, Scenario, ScenarioSource
+from permalloc.run.scenario import Op, OpType, Scenario, ScenarioSource
 
 from . import keys as km
 

@@ -13,8 +13,8 @@ from typing import Any, Literal
 from pydantic import Field
 
 from permalloc import Machine, hookimpl
-from permalloc.report import ReportColumn
-from permalloc.scenario import Op, OpType
+from permalloc.report.tables import ReportColumn
+from permalloc.run.scenario import Op, OpType
 
 from . import cli
 from .layouts import LAYOUTS

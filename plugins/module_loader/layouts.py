@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from permalloc import Perm
-from permalloc.pages import PAGE_SIZE, align_up
+from permalloc.model.pages import PAGE_SIZE, align_up
 
 from .workload import MemClass, ModuleInfo
 

@@ -35,8 +35,8 @@ from typing import Any
 import networkx as nx
 
 from permalloc import ContractError, Machine, Perm, PermAllocation, PermallocError, SpecError
-from permalloc import events as ev
-from permalloc.pages import PAGE_SHIFT
+from permalloc.model import events as ev
+from permalloc.model.pages import PAGE_SHIFT
 
 from .layouts import ContiguousLayout, Region, SeparateLayout
 from .relocgraph import RelocGraph

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from permalloc.scenario import Scenario, ScenarioSource
+from permalloc.run.scenario import Scenario, ScenarioSource
 
 # What a typical x86-64 server loads at boot, as top-level modules (dependencies such as
 # libata, scsi_mod, nf_conntrack's helpers or kvm come along through modinfo depends):

@@ -7,7 +7,7 @@ from contextlib import nullcontext
 import pytest
 
 from permalloc import Machine, MachineSpec, PolicySpec
-from permalloc.pluginmanager import arch_plugins, registry_manager
+from permalloc.plugin.pluginmanager import arch_plugins, registry_manager
 from permalloc.plugins.module_loader import loader as loader_of
 from permalloc.plugins.module_loader.loader import get_workload
 

@@ -7,7 +7,7 @@ import itertools
 import pytest
 
 from permalloc import Machine, MachineSpec, PolicySpec
-from permalloc.policies import BUILTIN_POLICIES
+from permalloc.plugin.policies import BUILTIN_POLICIES
 
 SWITCHES = ("block_cache", "text_poke", "live_cache", "huge")
 

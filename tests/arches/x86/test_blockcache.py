@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from permalloc import MachineSpec, Perm
 from permalloc.arches.x86 import _state
-from permalloc.pages import PAGES_PER_PMD
-from permalloc.scenario import Scenario
-from permalloc.simulation import run
+from permalloc.model.pages import PAGES_PER_PMD
+from permalloc.run.scenario import Scenario
+from permalloc.run.simulation import run
 
 from .conftest import load, page_frames, policy_for, x86
 
@@ -135,7 +135,7 @@ def test_rw_change_on_an_unmapped_alias_keeps_it_not_present():
 
 
 def test_directmap_not_present_entry_ignores_rw_and_x_bits():
-    from permalloc.directmap import DirectMap
+    from permalloc.model.directmap import DirectMap
 
     dm = DirectMap(1 << 18, gbpages=False)
     dm.change(range(512), Perm.NONE, Perm.RWX)  # a whole block not present

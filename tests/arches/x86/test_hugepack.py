@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from permalloc.arches.x86 import _state
-from permalloc.pages import PMD_SIZE
+from permalloc.model.pages import PMD_SIZE
 
 from .conftest import load, policy_for, x86
 

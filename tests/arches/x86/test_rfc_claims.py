@@ -9,7 +9,7 @@ and BPF JIT load's down to usually zero on x86."
 from __future__ import annotations
 
 from permalloc import Machine
-from permalloc.pages import PAGES_PER_PMD
+from permalloc.model.pages import PAGES_PER_PMD
 
 from .conftest import load, page_frames, policy_for, x86
 
@@ -145,8 +145,8 @@ def test_rx16k_table_for_every_combination_of_switches():
     from pathlib import Path
 
     from permalloc import MachineSpec
-    from permalloc.scenario import load_scenario_file
-    from permalloc.simulation import run
+    from permalloc.run.scenario import load_scenario_file
+    from permalloc.run.simulation import run
 
     from .conftest import ALL_POLICIES
 

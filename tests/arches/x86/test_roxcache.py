@@ -6,7 +6,7 @@ import pytest
 
 from permalloc import InvariantViolation, Machine, Perm
 from permalloc.arches.x86 import _state
-from permalloc.pages import PAGE_SIZE, PAGES_PER_PMD, PMD_SIZE
+from permalloc.model.pages import PAGE_SIZE, PAGES_PER_PMD, PMD_SIZE
 
 from .conftest import ROX_CACHE, ROX_CACHE_RESET_PERMS, x86
 

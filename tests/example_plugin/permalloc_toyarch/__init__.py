@@ -6,7 +6,7 @@ text goes live with one ``set_memory_rox`` call (as 6.12 allows) instead of the 
 """
 
 from permalloc import ArchInfo, Machine, MachineSpec, Perm, PermAllocation, VRange, hookimpl
-from permalloc.pages import pages_for
+from permalloc.model.pages import pages_for
 
 __version__ = "0.3.0"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from permalloc import Perm, PermallocError
-from permalloc.pages import PMD_SIZE
+from permalloc.model.pages import PMD_SIZE
 from permalloc.plugins.bpf_jit.allocators import ALLOCATORS
 from permalloc.plugins.bpf_jit.ops import load_program, state, unload_program
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from permalloc import MachineSpec, PolicySpec, SpecError
-from permalloc.pluginmanager import registry_manager
-from permalloc.registry import scenarios
-from permalloc.scenario import Scenario
-from permalloc.simulation import run
+from permalloc.plugin.pluginmanager import registry_manager
+from permalloc.run.registry import scenarios
+from permalloc.run.scenario import Scenario
+from permalloc.run.simulation import run
 
 
 def _run(ops, allocator="pack", **spec):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from permalloc import MachineSpec, PolicySpec
 from permalloc.plugins.bpf_jit import scenarios as sc
 from permalloc.plugins.bpf_jit.sizes import ebpf_image_bytes
-from permalloc.simulation import run
+from permalloc.run.simulation import run
 
 
 def _loads(scenario):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from permalloc import MachineSpec
-from permalloc.pluginmanager import arch_plugins, registry_manager
+from permalloc.plugin.pluginmanager import arch_plugins, registry_manager
 from permalloc.plugins.bpf_jit.ops import load_program
 
 # TODO(lead): remove this skip once arches/x86 has landed.

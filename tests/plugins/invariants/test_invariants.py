@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from permalloc import InvariantViolation, Machine, MachineSpec, Perm
-from permalloc.pages import PAGE_SIZE
+from permalloc.model.pages import PAGE_SIZE
 
 
 def _machine(strict: bool) -> Machine:

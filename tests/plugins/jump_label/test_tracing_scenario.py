@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from permalloc import MachineSpec
-from permalloc.pluginmanager import registry_manager
-from permalloc.registry import policies, resolve_scenario
-from permalloc.simulation import run
+from permalloc.plugin.pluginmanager import registry_manager
+from permalloc.run.registry import policies, resolve_scenario
+from permalloc.run.simulation import run
 
 PATCHERS = {"alternatives", "smp_locks", "orc", "jump_label", "ftrace", "static_call"}
 

@@ -18,8 +18,8 @@ from permalloc import (
 from permalloc.plugins.module_loader import loader as loader_of
 from permalloc.plugins.module_loader.loader import get_workload
 from permalloc.plugins.module_loader.workload import MemClass
-from permalloc.scenario import Scenario
-from permalloc.simulation import run
+from permalloc.run.scenario import Scenario
+from permalloc.run.simulation import run
 
 
 def _machine(arch, layout="contiguous", kernel="6.1", plugins=(), **kw):

@@ -7,12 +7,12 @@ from contextlib import nullcontext
 import pytest
 
 from permalloc import Machine, MachineSpec
-from permalloc.pages import PAGE_SHIFT, PMD_SIZE
+from permalloc.model.pages import PAGE_SHIFT, PMD_SIZE
 from permalloc.plugins.module_loader import loader as loader_of
 from permalloc.plugins.module_loader.loader import get_workload
-from permalloc.policies import BUILTIN_POLICIES
-from permalloc.scenario import Scenario
-from permalloc.simulation import run
+from permalloc.plugin.policies import BUILTIN_POLICIES
+from permalloc.run.scenario import Scenario
+from permalloc.run.simulation import run
 
 ROX = next(p for p in BUILTIN_POLICIES if p.name == "rox-cache")
 ROX_RESET_PERMS = ROX.model_copy(update={"name": "rox-rp", "options": {"x86.rox_cache_clean": "reset-perms"}})

@@ -1,0 +1,108 @@
+"""The set_memory_* engine (arch/x86/mm/pat/set_memory.c: change_page_attr_set_clr).
+
+Shared by every arch backend, which picks the flush ceiling and whether the direct-map
+alias follows through its :class:`~permalloc.model.archinfo.ArchInfo`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from permalloc.errors import ContractError
+from permalloc.model.pages import PAGE_SHIFT
+from permalloc.model.perms import Perm
+
+if TYPE_CHECKING:
+    from permalloc.machine import Machine
+
+# set_memory_* by name -> (bits to set, bits to clear), in Perm terms (X set == NX clear).
+SET_MEMORY: dict[str, tuple[Perm, Perm]] = {
+    "set_memory_ro": (Perm.NONE, Perm.W),
+    "set_memory_rw": (Perm.W, Perm.NONE),
+    "set_memory_x": (Perm.X, Perm.NONE),
+    "set_memory_nx": (Perm.NONE, Perm.X),
+    "set_memory_rox": (Perm.X, Perm.W),  # 6.2+: one call clearing RW and NX
+    "set_memory_np": (Perm.NONE, Perm.RWX),
+}
+
+# set_memory_* calls that pass CPA_COLLAPSE: after its flush, cpa_flush tries to merge the
+# split PMDs around the primary range back into 2 MiB leaves (cpa_collapse_large_pages), with
+# one more flush_tlb_all when it merged any. Only set_memory_rox passes it (set_memory.c in
+# linux-mm/linux-mm @071ca2c5, see docs/kernel-notes/rox-cache.md); 6.12 has no collapse.
+COLLAPSING: frozenset[str] = frozenset({"set_memory_rox"})
+COLLAPSE_AFTER = (6, 12)  # policies of kernels newer than this collapse
+
+
+class Cpa:
+    """change_page_attr for kernel virtual addresses in module/vmalloc space."""
+
+    def __init__(self, machine: Machine) -> None:
+        self.m = machine
+
+    def change(self, addr: int, npages: int, set_mask: Perm, clear_mask: Perm, source: str) -> bool:
+        """change_page_attr_set_clr(addr, npages, set, clear); returns whether cpa_flush ran.
+
+        set_memory.c (6.1 l.1776, 6.12 l.1851), see docs/kernel-notes/mm-x86.md section 2:
+        1. empty masks: return at once; otherwise vm_unmap_aliases() unconditionally;
+        2. change the PTEs (splits flush everything, in the machine primitives);
+        3. cpa_process_alias for module/vmalloc addresses: 6.1 skips it when only NX changes;
+           6.12 always enters it with NX stripped from the alias masks. Entering it sets
+           force_flush_all. The direct map is never made executable;
+        4. cpa_flush only if a primary PTE changed (CPA_FLUSHTLB; alias changes do not set
+           it): flush_tlb_all if force_flush_all or more than the ceiling, else per page;
+        5. after 6.12, for ``set_memory_rox`` (CPA_COLLAPSE), cpa_flush ends with
+           cpa_collapse_large_pages: every PMD from ``addr & PMD_MASK`` to the range's end of
+           the primary (module/vmalloc) mapping is collapsed where possible, then one
+           flush_tlb_all if any was. The direct-map alias is never collapsed (the alias CPA
+           does not go through cpa_flush).
+        """
+        if not (set_mask or clear_mask):
+            return False
+        with self.m.atomic(source):
+            return self._change(addr, npages, set_mask, clear_mask, source)
+
+    def _change(self, addr: int, npages: int, set_mask: Perm, clear_mask: Perm, source: str) -> bool:
+        m = self.m
+        m.vmalloc.unmap_aliases(source=f"{source}/vm_unmap_aliases")  # even for 0 pages (l.1821)
+        if npages <= 0:
+            return False
+        changed_any = False
+        pfns: list[int] = []
+        segments = []
+        cursor, remaining = addr, npages
+        while remaining:
+            found = m.pagetables.lookup(cursor)
+            if found is None:
+                raise ContractError(f"{source}: address {cursor:#x} is not mapped")
+            mapping, index = found
+            count = min(remaining, mapping.npages - index)
+            if m.change_ptes(mapping, index, count, set_mask, clear_mask, source):
+                changed_any = True
+            pfns.extend(mapping.pfns[index : index + count])
+            segments.append((mapping, index, count))
+            cursor += count << PAGE_SHIFT
+            remaining -= count
+        if m.kernel >= (6, 12):
+            check_alias = True  # 6.12 cpa_process_alias strips NX (l.1749) but still forces
+        else:
+            check_alias = (set_mask | clear_mask) != Perm.X  # 6.1 l.1836: NX-only skips
+        if check_alias:
+            alias_set, alias_clear = set_mask & ~Perm.X, clear_mask & ~Perm.X
+            if alias_set or alias_clear:
+                m.change_directmap(pfns, alias_set, alias_clear, source=f"{source}/alias")
+        if not changed_any:
+            return False
+        if check_alias or npages > m.arch.tlb_single_page_flush_ceiling:
+            m.flush_all(source=f"{source}/cpa_flush")
+        else:
+            m.flush_kernel_range(addr, addr + (npages << PAGE_SHIFT), source=f"{source}/cpa_flush")
+        if source in COLLAPSING and m.kernel > COLLAPSE_AFTER:
+            collapse = f"{source}/cpa_collapse_large_pages"
+            if sum(m.collapse_ptes(mp, index, count, collapse) for mp, index, count in segments):
+                m.flush_all(source=collapse)
+        return True
+
+    def set_memory(self, name: str, addr: int, npages: int) -> bool:
+        """Call ``set_memory_ro`` & co. by name."""
+        set_mask, clear_mask = SET_MEMORY[name]
+        return self.change(addr, npages, set_mask, clear_mask, name)

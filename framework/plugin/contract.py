@@ -1,0 +1,152 @@
+"""The perm_alloc contract (RFC "New permission vmalloc interface", Nov 2020).
+
+A caller asks for memory of a final permission, writes its content through a writable
+address, and makes it live; it never sees a writable and executable mapping. Each step is
+carried out by the arch backend through the arch hooks; this module checks the caller's
+side of the contract and the backend's answers.
+"""
+
+from __future__ import annotations
+
+import enum
+import itertools
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from permalloc.model import events as ev
+from permalloc.mechanisms.cpa import SET_MEMORY
+from permalloc.errors import ContractError
+from permalloc.model.perms import Perm
+
+if TYPE_CHECKING:
+    from permalloc.machine import Machine
+
+
+class State(enum.Enum):
+    STAGING = "staging"  # allocated, content being written
+    LIVE = "live"  # finished: at its final permission
+    FREED = "freed"
+
+
+_ids = itertools.count(1)
+
+
+@dataclass(eq=False)
+class PermAllocation:
+    """One perm_alloc allocation.
+
+    ``addr``/``size``/``perm`` are what the caller sees; ``allocated`` is what it really
+    costs (page rounding, guard-free slack, 2 MiB packing); ``backend`` is the arch's own
+    record (vm areas, cache slots) and is opaque to callers.
+    """
+
+    addr: int
+    size: int
+    perm: Perm
+    range_name: str
+    allocated: int
+    staging: int | None = None
+    backend: dict[str, Any] = field(default_factory=dict)
+    state: State = State.STAGING
+    id: int = field(default_factory=lambda: next(_ids))
+
+    @property
+    def end(self) -> int:
+        return self.addr + self.size
+
+
+class PermAlloc:
+    """The contract's entry points on one machine: ``alloc``, ``writable``, ``write``,
+    ``finish``, ``change``, ``poke``, ``free`` and ``shrink``."""
+
+    def __init__(self, machine: Machine) -> None:
+        self.m = machine
+        self.live: dict[int, PermAllocation] = {}
+
+    def alloc(self, size: int, perm: Perm | str, range_name: str = "module") -> PermAllocation:
+        perm = Perm.parse(perm)
+        if size <= 0:
+            raise ContractError(f"alloc: size must be positive, got {size}")
+        if perm.is_wx:
+            raise ContractError("alloc: a permission cannot be writable and executable (W^X)")
+        if perm == Perm.NONE:
+            raise ContractError("alloc: permission NONE cannot be allocated")
+        vrange = self.m.range(range_name)
+        alloc = self.m.call_arch("permalloc_alloc", machine=self.m, size=size, perm=perm, vrange=vrange)
+        if alloc.size != size or alloc.perm != perm:
+            raise ContractError(
+                f"arch {self.m.arch.name}: permalloc_alloc answered size {alloc.size}/{alloc.perm} for {size}/{perm}"
+            )
+        self.live[alloc.id] = alloc
+        self.m.emit(ev.ALLOC, 1, alloc.addr, source="perm_alloc", allocated=alloc.allocated, requested=size)
+        return alloc
+
+    def _check(self, alloc: PermAllocation, step: str, *states: State) -> None:
+        if alloc.state not in states:
+            raise ContractError(f"{step}: allocation {alloc.id} at {alloc.addr:#x} is {alloc.state.value}")
+
+    def writable(self, alloc: PermAllocation) -> int:
+        self._check(alloc, "writable", State.STAGING)
+        return self.m.call_arch("permalloc_writable", machine=self.m, alloc=alloc)
+
+    def write(self, alloc: PermAllocation, offset: int, length: int) -> None:
+        """Store ``length`` bytes at ``offset`` through the writable address (before finish)."""
+        self._check(alloc, "write", State.STAGING)
+        if offset < 0 or length <= 0 or offset + length > alloc.size:
+            raise ContractError(f"write: [{offset}, {offset + length}) is outside the {alloc.size}-byte allocation")
+        base = self.writable(alloc)
+        self.m.store(base + offset, length, source="perm_writable")
+
+    def write_sites(self, alloc: PermAllocation, offsets: list[int], length: int, source: str = "perm_writable") -> None:
+        """``length`` bytes at each of ``offsets`` (table entries, patch sites): one check of
+        every page touched and one store event for all of them."""
+        self._check(alloc, "write", State.STAGING)
+        if not offsets or length <= 0:
+            return
+        lo, hi = min(offsets), max(offsets) + length
+        if lo < 0 or hi > alloc.size:
+            raise ContractError(f"write: [{lo}, {hi}) is outside the {alloc.size}-byte allocation")
+        base = self.writable(alloc)
+        self.m.store_sites([base + offset for offset in offsets], length, source=source)
+
+    def finish(self, alloc: PermAllocation) -> None:
+        self._check(alloc, "finish", State.STAGING)
+        self.m.call_arch("permalloc_finish", machine=self.m, alloc=alloc)
+        alloc.state = State.LIVE
+
+    def change(self, alloc: PermAllocation, perm: Perm | str) -> None:
+        perm = Perm.parse(perm)
+        self._check(alloc, "change", State.LIVE)
+        if perm.is_wx or perm == Perm.NONE:
+            raise ContractError(f"change: {perm} is not a permission an allocation can have")
+        if perm != alloc.perm:
+            self.m.call_arch("permalloc_change", machine=self.m, alloc=alloc, perm=perm)
+            alloc.perm = perm
+
+    def poke(self, alloc: PermAllocation, offset: int, length: int) -> None:
+        self._check(alloc, "poke", State.LIVE)
+        if offset < 0 or length <= 0 or offset + length > alloc.size:
+            raise ContractError(f"poke: [{offset}, {offset + length}) is outside the {alloc.size}-byte allocation")
+        self.m.call_arch("permalloc_poke", machine=self.m, alloc=alloc, offset=offset, length=length)
+
+    def free(self, alloc: PermAllocation) -> None:
+        self._check(alloc, "free", State.STAGING, State.LIVE)
+        self.m.call_arch("permalloc_free", machine=self.m, alloc=alloc)
+        alloc.state = State.FREED
+        del self.live[alloc.id]
+        self.m.emit(ev.FREE, 1, alloc.addr, source="perm_free", allocated=alloc.allocated, requested=alloc.size)
+
+    def shrink(self, pages: int) -> int:
+        if pages < 0:
+            raise ContractError("shrink: pages must be >= 0")
+        return self.m.call_arch("permalloc_shrink", machine=self.m, pages=pages)
+
+    def set_memory(self, name_or_masks: str, addr: int, npages: int) -> None:
+        """``set_memory_*`` for consumers that follow a kernel calling it directly."""
+        if name_or_masks not in SET_MEMORY:
+            raise ContractError(f"unknown set_memory call {name_or_masks!r}; known: {sorted(SET_MEMORY)}")
+        set_mask, clear_mask = SET_MEMORY[name_or_masks]
+        self.m.call_arch(
+            "permalloc_set_memory", machine=self.m, addr=addr, npages=npages,
+            set_mask=set_mask, clear_mask=clear_mask, source=name_or_masks,
+        )

@@ -1,0 +1,280 @@
+"""Hook specifications: everything that a plugin can implement.
+
+Every hook takes keyword arguments (pluggy's rule) and a plugin implements only the ones it
+needs, with any subset of the arguments. Three families:
+
+* **arch hooks** carry out the steps of the perm_alloc contract and describe the arch. They
+  are ``firstresult``: the first implementation that returns something other than ``None``
+  wins. The ``generic`` arch implements all of them with ``trylast``, so a specialised arch
+  (``x86``) overrides what it does better and inherits the rest; a new arch can start from
+  ``permalloc_arch_describe`` alone.
+* **consumer hooks** are called on every implementation: the module loader, the text
+  patchers, the BPF JIT and friends use them to talk to each other without importing each
+  other.
+* **observer and registry hooks** see every event and contribute named policies, scenarios,
+  scenario ops, report columns and CLI commands.
+
+A :class:`~permalloc.machine.Machine` has its own plugin manager holding the selected arch,
+the generic fallback and every consumer/observer plugin (see ``permalloc plugins``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    import argparse
+
+    from permalloc.model.archinfo import ArchInfo, VRange
+    from permalloc.plugin.contract import PermAllocation
+    from permalloc.model.events import Event
+    from permalloc.machine import Machine
+    from permalloc.model.perms import Perm
+    from permalloc.plugin.policy import PolicySpec
+    from permalloc.report.tables import ReportColumn
+    from permalloc.run.scenario import OpType, ScenarioSource
+    from permalloc.model.spec import MachineSpec
+
+PROJECT = "permalloc"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+# ---------------------------------------------------------------------------------------
+# Arch hooks (firstresult)
+# ---------------------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def permalloc_arch_describe(spec: MachineSpec) -> ArchInfo | None:
+    """Describe the arch: address ranges, page sizes, flush ceiling, relocation reach.
+
+    :param spec: the machine spec (an arch may size its ranges from it).
+
+    Called once when a :class:`Machine` is built. An implementation that returns an
+    :class:`~permalloc.model.archinfo.ArchInfo` makes its plugin an *arch plugin*, selectable by
+    ``ArchInfo.name`` with ``--arch``. Stops at the first non-None result.
+    """
+
+
+@hookspec(firstresult=True)
+def permalloc_alloc(machine: Machine, size: int, perm: Perm, vrange: VRange) -> PermAllocation | None:
+    """Reserve memory that will end up with permission ``perm`` (RFC: ``perm_alloc``).
+
+    :param machine: the machine to allocate on.
+    :param size: bytes requested (not rounded).
+    :param perm: the final permission; never W and X together.
+    :param vrange: the kernel range to allocate in (module or vmalloc area).
+
+    Return a :class:`~permalloc.plugin.contract.PermAllocation` whose ``addr`` is the final address
+    and whose ``staging`` is the address the caller writes through until ``finish``. Stops at
+    the first non-None result.
+    """
+
+
+@hookspec(firstresult=True)
+def permalloc_writable(machine: Machine, alloc: PermAllocation) -> int | None:
+    """Return the address where the caller writes the content of ``alloc`` before ``finish``.
+
+    It is the final address while that is still writable (the pre-RFC path) or a separate
+    staging buffer (the RFC's ``perm_writable_addr``). Stops at the first non-None result.
+    """
+
+
+@hookspec(firstresult=True)
+def permalloc_finish(machine: Machine, alloc: PermAllocation) -> bool | None:
+    """Make ``alloc`` live at its final permission (RFC: ``perm_writable_finish``).
+
+    Load the staged content (copy with text_poke, or change the permissions of the mapping
+    that was written) and leave no writable alias of an executable page. Return True when
+    done. Stops at the first non-None result.
+    """
+
+
+@hookspec(firstresult=True)
+def permalloc_change(machine: Machine, alloc: PermAllocation, perm: Perm) -> bool | None:
+    """Change a live allocation's permission (e.g. ro_after_init: RW -> R). Return True when done.
+
+    Stops at the first non-None result.
+    """
+
+
+@hookspec(firstresult=True)
+def permalloc_poke(machine: Machine, alloc: PermAllocation, offset: int, length: int) -> bool | None:
+    """Patch ``length`` bytes at ``offset`` of a live allocation (text_poke style).
+
+    Return True when done. Stops at the first non-None result.
+    """
+
+
+@hookspec(firstresult=True)
+def permalloc_free(machine: Machine, alloc: PermAllocation) -> bool | None:
+    """Release ``alloc``: its mapping, its pages, its direct-map permissions. Return True when done.
+
+    Stops at the first non-None result.
+    """
+
+
+@hookspec(firstresult=True)
+def permalloc_shrink(machine: Machine, pages: int) -> int | None:
+    """Memory pressure: give back up to ``pages`` cached pages; return how many were freed.
+
+    Called by the ``pressure`` op (a shrinker's ``scan_objects``). Stops at the first
+    non-None result.
+    """
+
+
+@hookspec(firstresult=True)
+def permalloc_set_memory(
+    machine: Machine, addr: int, npages: int, set_mask: Perm, clear_mask: Perm, source: str
+) -> bool | None:
+    """Change the permission of ``npages`` pages mapped at ``addr`` (the ``set_memory_*`` API).
+
+    :param set_mask: permission bits to set; :param clear_mask: bits to clear.
+    :param source: the kernel function being modelled (``set_memory_ro``, ...), for events.
+
+    Used by consumers that follow a kernel which calls ``set_memory_*`` itself (the 6.1
+    module loader, the pre-5.18 BPF JIT). Return True when done. Stops at the first non-None
+    result.
+    """
+
+
+# ---------------------------------------------------------------------------------------
+# Consumer hooks (every implementation runs)
+# ---------------------------------------------------------------------------------------
+
+
+@hookspec
+def permalloc_module_layouts() -> list[Any]:
+    """Contribute module layout policies (objects with ``name``, ``description``, ``plan``).
+
+    Called by the module loader when it starts; a policy's ``module_layout`` names one.
+    """
+
+
+@hookspec
+def permalloc_module_finalize(machine: Machine, module: Any, staging: Any) -> dict[str, Any] | None:
+    """Patch a module's staged copy before it goes live (alternatives, ORC, jump labels, ...).
+
+    :param module: the loaded-module record of the module loader.
+    :param staging: where writes land (the allocations and whether they are still writable).
+
+    Called once per module load, after relocation and before ``finish``. Return a report
+    ``{"patcher": name, "writes": n, "bytes": b, ...}`` or None.
+    """
+
+
+@hookspec
+def permalloc_module_coming(machine: Machine, module: Any) -> dict[str, Any] | None:
+    """A module's text is live (RO+X) and it is about to run its init (MODULE_STATE_COMING).
+
+    Patchers that the kernel runs from the COMING notifier (jump labels, static calls) patch
+    live text here, with text_poke machinery. Return a report like ``permalloc_module_finalize``.
+    """
+
+
+@hookspec
+def permalloc_module_going(machine: Machine, module: Any) -> None:
+    """A module is being unloaded: release what you hold for it (ftrace records, keys)."""
+
+
+@hookspec
+def permalloc_runtime_patch(machine: Machine, kind: str, params: dict[str, Any]) -> int | None:
+    """A run-time text change was requested (``static_key`` flip, ``ftrace`` toggle).
+
+    :param kind: the op name; :param params: its fields.
+
+    Implementations that own sites of that kind patch live text and return how many sites
+    they patched; others return None.
+    """
+
+
+# ---------------------------------------------------------------------------------------
+# Observer and registry hooks
+# ---------------------------------------------------------------------------------------
+
+
+@hookspec
+def permalloc_machine_start(machine: Machine) -> None:
+    """A machine was built and its arch described; set up per-machine state."""
+
+
+@hookspec
+def permalloc_machine_release(machine: Machine) -> None:
+    """The run is over: consumers release everything they still hold (unload modules, programs).
+
+    Called before ``permalloc_machine_teardown``, so that arch caches are drained after the
+    last free.
+    """
+
+
+@hookspec
+def permalloc_machine_teardown(machine: Machine) -> list[str] | None:
+    """After release: arches drain their caches, observers check; return problems found (leaks)."""
+
+
+@hookspec
+def permalloc_event(machine: Machine, event: Event) -> None:
+    """See one event (after its cost was folded into the metrics). Called very often: be quick."""
+
+
+@hookspec
+def permalloc_register_ops() -> list[OpType]:
+    """Contribute scenario ops (:class:`~permalloc.run.scenario.OpType`): name, model, handler."""
+
+
+@hookspec
+def permalloc_register_policies() -> list[PolicySpec]:
+    """Contribute named policies (:class:`~permalloc.plugin.policy.PolicySpec`)."""
+
+
+@hookspec
+def permalloc_register_scenarios() -> list[ScenarioSource]:
+    """Contribute named scenarios (:class:`~permalloc.run.scenario.ScenarioSource`)."""
+
+
+@hookspec
+def permalloc_report_columns() -> list[ReportColumn]:
+    """Contribute extra rows of the totals table (:class:`~permalloc.report.tables.ReportColumn`)."""
+
+
+@hookspec
+def permalloc_result_extra(machine: Machine) -> dict[str, Any] | None:
+    """Add plugin-specific figures to a run's result (e.g. per-patcher write counts)."""
+
+
+@hookspec
+def permalloc_run_report(args: argparse.Namespace, result: Any, console: Any) -> None:
+    """After ``permalloc run`` printed its tables: print extra views asked for by your options."""
+
+
+@hookspec
+def permalloc_add_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Add sub-commands to the ``permalloc`` CLI; set ``func=`` to a callable returning an exit code."""
+
+
+# What an implementation must return (None is always allowed). Checked at call time, so a
+# plugin that returns the wrong type is named in the error.
+RETURN_TYPES: dict[str, str] = {
+    "permalloc_arch_describe": "ArchInfo",
+    "permalloc_alloc": "PermAllocation",
+    "permalloc_writable": "int",
+    "permalloc_finish": "bool",
+    "permalloc_change": "bool",
+    "permalloc_poke": "bool",
+    "permalloc_free": "bool",
+    "permalloc_shrink": "int",
+    "permalloc_set_memory": "bool",
+    "permalloc_module_layouts": "list",
+    "permalloc_module_finalize": "dict",
+    "permalloc_module_coming": "dict",
+    "permalloc_runtime_patch": "int",
+    "permalloc_machine_teardown": "list",
+    "permalloc_register_ops": "list",
+    "permalloc_register_policies": "list",
+    "permalloc_register_scenarios": "list",
+    "permalloc_report_columns": "list",
+    "permalloc_result_extra": "dict",
+}

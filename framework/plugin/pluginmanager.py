@@ -1,0 +1,198 @@
+"""Plugin discovery and the per-machine plugin manager.
+
+Every plugin, built-in or third-party, is found through the ``permalloc`` entry-point
+group (like ``pytest11``). The built-ins are also listed in :data:`BUILTIN_PLUGINS` so that
+a checkout used without installed metadata still finds them.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import importlib.metadata
+from collections.abc import Iterable
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+import pluggy
+
+from permalloc.plugin import hookspecs
+from permalloc.model.archinfo import ArchInfo
+from permalloc.errors import PermallocError, PluginError
+
+ENTRY_POINT_GROUP = "permalloc"
+
+BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
+    ("contract_ops", "permalloc.run.contract_ops"),
+    ("policies", "permalloc.plugin.policies"),
+    ("generic", "permalloc.arches.generic"),
+    ("x86", "permalloc.arches.x86"),
+    ("bpf_jit", "permalloc.plugins.bpf_jit"),
+    ("invariants", "permalloc.plugins.invariants"),
+    ("module_loader", "permalloc.plugins.module_loader"),
+    ("alternatives", "permalloc.plugins.alternatives"),
+    ("smp_locks", "permalloc.plugins.smp_locks"),
+    ("orc", "permalloc.plugins.orc"),
+    ("jump_label", "permalloc.plugins.jump_label"),
+    ("ftrace", "permalloc.plugins.ftrace"),
+    ("static_call", "permalloc.plugins.static_call"),
+)
+
+
+@dataclass(frozen=True)
+class PluginRecord:
+    """A discovered plugin: its registration name, object and where it came from."""
+
+    name: str
+    plugin: Any
+    origin: str  # "builtin" or "entry point"
+    dist: str = ""
+    version: str = ""
+
+
+@functools.cache
+def discover() -> tuple[PluginRecord, ...]:
+    """Load every plugin once per process: entry points first, then missing built-ins."""
+    records: list[PluginRecord] = []
+    seen: set[int] = set()
+    for ep in sorted(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        try:
+            plugin = ep.load()
+        except Exception as exc:  # a broken third-party package must be named, not crash us
+            raise PluginError(f"plugin {ep.name!r} ({ep.value}): failed to load: {type(exc).__name__}: {exc}") from exc
+        if id(plugin) in seen:
+            continue
+        seen.add(id(plugin))
+        dist = ep.dist.name if ep.dist else ""
+        version = ep.dist.version if ep.dist else ""
+        records.append(PluginRecord(ep.name, plugin, "entry point", dist, version))
+    for name, modname in BUILTIN_PLUGINS:
+        module = importlib.import_module(modname)
+        if id(module) not in seen:
+            seen.add(id(module))
+            records.append(PluginRecord(name, module, "builtin"))
+    return tuple(records)
+
+
+def _new_manager() -> pluggy.PluginManager:
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    return pm
+
+
+def _register(pm: pluggy.PluginManager, plugin: Any, name: str) -> None:
+    try:
+        pm.register(plugin, name=name)
+    except ValueError as exc:
+        raise PluginError(f"plugin {name!r}: {exc}") from exc
+    except pluggy.PluginValidationError as exc:
+        raise PluginError(f"plugin {name!r}: {exc}") from exc
+
+
+def registry_manager(extra: Iterable[Any] = ()) -> pluggy.PluginManager:
+    """A manager with every plugin registered: for registries, listings and the CLI."""
+    pm = _new_manager()
+    for record in discover():
+        _register(pm, record.plugin, record.name)
+    for plugin in extra:
+        _register(pm, plugin, _plugin_name(plugin))
+    _check(pm)
+    return pm
+
+
+def arch_plugins(pm: pluggy.PluginManager, spec: Any) -> dict[str, tuple[Any, ArchInfo]]:
+    """Every registered arch plugin by arch name, with its description for ``spec``."""
+    arches: dict[str, tuple[Any, ArchInfo]] = {}
+    for impl in pm.hook.permalloc_arch_describe.get_hookimpls():
+        info = impl.function(*[{"spec": spec}[arg] for arg in impl.argnames])
+        if not isinstance(info, ArchInfo):
+            raise PluginError(
+                f"plugin {impl.plugin_name!r}: permalloc_arch_describe returned "
+                f"{type(info).__name__}, expected ArchInfo"
+            )
+        arches[info.name] = (impl.plugin, info)
+    return arches
+
+
+def machine_manager(spec: Any, extra: Iterable[Any] = ()) -> tuple[pluggy.PluginManager, ArchInfo]:
+    """The plugin manager of one machine: the selected arch, ``generic``, and the rest.
+
+    Raises :class:`PluginError` for an unknown arch (listing the known ones).
+    """
+    pm = registry_manager(extra)
+    arches = arch_plugins(pm, spec)
+    if spec.arch not in arches:
+        raise PluginError(f"unknown arch {spec.arch!r}; known arches: {', '.join(sorted(arches))}")
+    for name, (plugin, _info) in arches.items():
+        if name not in (spec.arch, "generic"):
+            pm.unregister(plugin)
+    _guard(pm)
+    return pm, arches[spec.arch][1]
+
+
+def _plugin_name(plugin: Any) -> str:
+    if isinstance(plugin, ModuleType):
+        return plugin.__name__
+    return getattr(plugin, "name", None) or f"{type(plugin).__name__}-{id(plugin):x}"
+
+
+def _check(pm: pluggy.PluginManager) -> None:
+    """check_pending: a hookimpl without a matching spec is a misspelled hook name."""
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        name = pm.get_name(exc.plugin) if exc.plugin is not None else "?"
+        raise PluginError(f"plugin {name!r}: {exc}") from exc
+
+
+_TYPES: dict[str, type | tuple[type, ...]] = {
+    "int": int,
+    "bool": bool,
+    "list": (list, tuple),
+    "dict": dict,
+}
+
+
+def _expected_type(name: str) -> type | tuple[type, ...]:
+    if name in _TYPES:
+        return _TYPES[name]
+    if name == "ArchInfo":
+        return ArchInfo
+    from permalloc.plugin.contract import PermAllocation  # contract imports the machine; resolve lazily
+
+    return PermAllocation
+
+
+def _guard(pm: pluggy.PluginManager) -> None:
+    """Wrap each hookimpl so that a raise or a wrong return type names the plugin and hook."""
+    for hookname, typename in hookspecs.RETURN_TYPES.items():
+        expected = _expected_type(typename)
+        for impl in getattr(pm.hook, hookname).get_hookimpls():
+            if not (impl.hookwrapper or impl.wrapper) and not getattr(impl.function, "_permalloc_guarded", False):
+                impl.function = _guarded(impl.function, impl.plugin_name, hookname, expected)
+    for caller_name in ("permalloc_module_going", "permalloc_event", "permalloc_machine_start",
+                        "permalloc_machine_release", "permalloc_add_commands", "permalloc_run_report"):
+        for impl in getattr(pm.hook, caller_name).get_hookimpls():
+            if not (impl.hookwrapper or impl.wrapper) and not getattr(impl.function, "_permalloc_guarded", False):
+                impl.function = _guarded(impl.function, impl.plugin_name, caller_name, None)
+
+
+def _guarded(func: Any, plugin: str, hook: str, expected: type | tuple[type, ...] | None) -> Any:
+    @functools.wraps(func)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            result = func(*args, **kwargs)
+        except PermallocError:
+            raise  # deliberate, already one line (out of memory, contract, strict invariant)
+        except Exception as exc:
+            raise PluginError(f"plugin {plugin!r} raised in {hook}: {type(exc).__name__}: {exc}") from exc
+        if expected is not None and result is not None and not isinstance(result, expected):
+            raise PluginError(
+                f"plugin {plugin!r}: {hook} returned {type(result).__name__}, expected "
+                f"{hookspecs.RETURN_TYPES[hook]}"
+            )
+        return result
+
+    call._permalloc_guarded = True  # type: ignore[attr-defined]
+    return call

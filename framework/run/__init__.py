@@ -1,0 +1,1 @@
+"""Scenarios, their ops, and running them on machines (one run, or compare)."""

@@ -1,0 +1,47 @@
+"""Running one scenario under several policies, in parallel processes if asked.
+
+Each policy runs on its own freshly built machine from the same spec (same seed), so the
+results do not depend on how many processes run them or in which order they finish.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+
+from permalloc.plugin.policy import PolicySpec
+from permalloc.run.scenario import Scenario
+from permalloc.run.simulation import PolicyResult, run
+from permalloc.model.spec import MachineSpec
+
+TIMELINE_POINTS = 200
+
+
+def _run_one(scenario: Scenario, spec: MachineSpec, policy: PolicySpec, every: int) -> PolicyResult:
+    return run(scenario, spec, policy, timeline_every=every)
+
+
+def compare(
+    scenario: Scenario,
+    spec: MachineSpec,
+    policies: Sequence[PolicySpec],
+    jobs: int = 1,
+    on_done: Callable[[PolicyResult], None] | None = None,
+) -> list[PolicyResult]:
+    """Results in the order of ``policies``, whatever ``jobs`` is."""
+    every = max(1, len(scenario.ops) // TIMELINE_POINTS)
+    specs = [spec.model_copy(update={"arch": policy.arch or spec.arch}) for policy in policies]
+    results: dict[int, PolicyResult] = {}
+    if jobs <= 1 or len(policies) == 1:
+        for i, policy in enumerate(policies):
+            results[i] = _run_one(scenario, specs[i], policy, every)
+            if on_done:
+                on_done(results[i])
+    else:
+        with ProcessPoolExecutor(max_workers=min(jobs, len(policies))) as pool:
+            futures = {pool.submit(_run_one, scenario, specs[i], p, every): i for i, p in enumerate(policies)}
+            for future in as_completed(futures):
+                results[futures[future]] = future.result()
+                if on_done:
+                    on_done(results[futures[future]])
+    return [results[i] for i in range(len(policies))]

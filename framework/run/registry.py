@@ -1,0 +1,100 @@
+"""Named policies and scenarios contributed by plugins, and their lookup by name or file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pluggy
+from pydantic import ValidationError
+
+from permalloc.errors import SpecError
+from permalloc.run.modelfile import format_validation_error, load_model_file
+from permalloc.plugin.policy import DEFAULT_POLICY, PolicySpec
+from permalloc.run.scenario import Scenario, ScenarioSource, load_scenario_file
+
+
+def policies(pm: pluggy.PluginManager) -> dict[str, PolicySpec]:
+    """Every registered policy by name (``default`` always exists)."""
+    found: dict[str, PolicySpec] = {DEFAULT_POLICY.name: DEFAULT_POLICY}
+    for batch in pm.hook.permalloc_register_policies():
+        for policy in batch:
+            if not isinstance(policy, PolicySpec):
+                raise SpecError(f"permalloc_register_policies returned {type(policy).__name__}, expected PolicySpec")
+            found[policy.name] = policy
+    return found
+
+
+# DESIGN.md: the default scenario is boot + bpf-churn + tracing, run one after the other.
+DEFAULT_SCENARIO = ("boot", "bpf-churn", "tracing")
+
+
+def scenarios(pm: pluggy.PluginManager) -> dict[str, ScenarioSource]:
+    """Every registered scenario by name, plus ``default`` when its parts are installed."""
+    found: dict[str, ScenarioSource] = {}
+    for batch in pm.hook.permalloc_register_scenarios():
+        for source in batch:
+            if not isinstance(source, ScenarioSource):
+                raise SpecError(f"permalloc_register_scenarios returned {type(source).__name__}, expected ScenarioSource")
+            found[source.name] = source
+    if "default" not in found and all(part in found for part in DEFAULT_SCENARIO):
+        parts = [found[part] for part in DEFAULT_SCENARIO]
+        found["default"] = ScenarioSource("default", " + ".join(DEFAULT_SCENARIO), lambda: _concat("default", parts))
+    return found
+
+
+def _concat(name: str, parts: list[ScenarioSource]) -> Scenario:
+    built = [part.build() for part in parts]
+    return Scenario(
+        name=name,
+        description="; ".join(f"{part.name}: {part.description}" for part in parts),
+        ops=[op for scenario in built for op in scenario.ops],
+    )
+
+
+def _is_file(text: str) -> bool:
+    return text.endswith((".json", ".toml")) or "/" in text or Path(text).is_file()
+
+
+def load_policy_file(path: str | Path) -> PolicySpec:
+    return load_model_file(path, PolicySpec)
+
+
+def resolve_policy(pm: pluggy.PluginManager, name_or_file: str) -> PolicySpec:
+    if _is_file(name_or_file):
+        return load_policy_file(name_or_file)
+    known = policies(pm)
+    if name_or_file not in known:
+        raise SpecError(f"unknown policy {name_or_file!r}; known policies: {', '.join(sorted(known))}")
+    return known[name_or_file]
+
+
+def resolve_scenario(pm: pluggy.PluginManager, name_or_file: str) -> Scenario:
+    if _is_file(name_or_file):
+        return load_scenario_file(name_or_file)
+    known = scenarios(pm)
+    if name_or_file not in known:
+        names = ", ".join(sorted(known)) or "none registered"
+        raise SpecError(f"unknown scenario {name_or_file!r}; known scenarios: {names} (or give a .json/.toml file)")
+    return known[name_or_file].build()
+
+
+def override_policy(policy: PolicySpec, assignments: list[str]) -> PolicySpec:
+    """Apply ``KEY=VALUE`` overrides (``--set live_cache=true``), validated like a file."""
+    if not assignments:
+        return policy
+    data = policy.model_dump()
+    for item in assignments:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise SpecError(f"--set {item!r}: expected KEY=VALUE")
+        if key not in PolicySpec.model_fields:
+            raise SpecError(f"--set {key}: unknown policy field; fields: {', '.join(PolicySpec.model_fields)}")
+        data[key] = value
+    suffix = ",".join(assignments)
+    data["name"] = policy.name
+    data["description"] = f"{policy.description} [with {suffix}]".strip()
+    try:
+        return PolicySpec.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(f"--set: {format_validation_error(exc)}") from None

@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+import pytest
+
+from permalloc import Machine, MachineSpec, PluginError, hookimpl
+from permalloc.plugin.pluginmanager import BUILTIN_PLUGINS, discover, registry_manager
+
+
+class Misspelled:
+    name = "misspelled"
+
+    @hookimpl
+    def permalloc_alocc(self, machine):  # not a hook: check_pending must catch it
+        return None
+
+
+class Raising:
+    name = "raising"
+
+    @hookimpl(tryfirst=True)
+    def permalloc_alloc(self, machine, size, perm, vrange):
+        raise RuntimeError("boom")
+
+
+class WrongType:
+    name = "wrongtype"
+
+    @hookimpl(tryfirst=True)
+    def permalloc_alloc(self, machine, size, perm, vrange):
+        return "not an allocation"
+
+
+def test_misspelled_hook_names_the_plugin():
+    with pytest.raises(PluginError, match=r"plugin 'misspelled'.*permalloc_alocc"):
+        registry_manager([Misspelled()])
+
+
+def test_raising_plugin_names_plugin_and_hook():
+    m = Machine(MachineSpec(memory="1G"), plugins=[Raising()])
+    with pytest.raises(PluginError, match=r"plugin 'raising' raised in permalloc_alloc: RuntimeError: boom"):
+        m.perm.alloc(4096, "RX")
+
+
+def test_wrong_return_type_names_the_plugin():
+    m = Machine(MachineSpec(memory="1G"), plugins=[WrongType()])
+    with pytest.raises(PluginError, match=r"plugin 'wrongtype': permalloc_alloc returned str, expected PermAllocation"):
+        m.perm.alloc(4096, "RX")
+
+
+def test_unknown_arch_lists_the_known_ones():
+    with pytest.raises(PluginError, match=r"unknown arch 'vax'; known arches: .*generic"):
+        Machine(MachineSpec(arch="vax", memory="1G"))
+
+
+def test_builtins_are_registered_like_third_party_plugins():
+    records = {r.name: r for r in discover()}
+    for name, module in BUILTIN_PLUGINS:
+        assert records[name].plugin.__name__ == module
+        assert records[name].origin == "entry point"  # the installed package's entry points
+
+
+def test_each_machine_has_its_own_manager_with_one_arch(arch):
+    m1 = Machine(MachineSpec(arch=arch, memory="1G"))
+    m2 = Machine(MachineSpec(arch="generic", memory="1G"))
+    assert m1.pm is not m2.pm
+    arches = {impl.plugin_name for impl in m2.pm.hook.permalloc_arch_describe.get_hookimpls()}
+    assert arches == {"generic"}
