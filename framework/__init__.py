@@ -3,8 +3,6 @@
 Plugin authors need only this module: ``from permalloc import hookimpl``.
 """
 
-from permalloc.model.archinfo import ArchInfo, VRange
-from permalloc.plugin.contract import PermAlloc, PermAllocation, State
 from permalloc.errors import (
     ContractError,
     InvariantViolation,
@@ -13,12 +11,14 @@ from permalloc.errors import (
     PluginError,
     SpecError,
 )
-from permalloc.model.events import Event
-from permalloc.plugin.hookspecs import hookimpl, hookspec
 from permalloc.machine import Machine
+from permalloc.model.archinfo import ArchInfo, VRange
+from permalloc.model.events import Event
 from permalloc.model.perms import Perm
-from permalloc.plugin.policy import PolicySpec
 from permalloc.model.spec import CostModel, MachineSpec, parse_size
+from permalloc.plugin.contract import PermAlloc, PermAllocation, State
+from permalloc.plugin.hookspecs import hookimpl, hookspec
+from permalloc.plugin.policy import PolicySpec
 
 __version__ = "0.1.0"
 

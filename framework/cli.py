@@ -14,11 +14,11 @@ from rich.console import Console
 
 from permalloc import __version__
 from permalloc.errors import PermallocError
-from permalloc.run.modelfile import format_validation_error
-from permalloc.plugin.pluginmanager import arch_plugins, discover, registry_manager
-from permalloc.run.registry import override_policy, policies, resolve_policy, resolve_scenario, scenarios
-from permalloc.report.tables import ReportColumn, print_tables, report_json
 from permalloc.model.spec import MachineSpec
+from permalloc.plugin.pluginmanager import arch_plugins, discover, registry_manager
+from permalloc.report.tables import ReportColumn, print_tables, report_json
+from permalloc.run.modelfile import format_validation_error
+from permalloc.run.registry import override_policy, policies, resolve_policy, resolve_scenario, scenarios
 
 EPILOG = "Run 'permalloc COMMAND --help' for the options of a command."
 
@@ -156,8 +156,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from permalloc.run.compare import compare
     from permalloc.report.tables import report_csv
+    from permalloc.run.compare import compare
 
     pm = registry_manager()
     scenario = resolve_scenario(pm, args.scenario)

@@ -13,24 +13,24 @@ import random
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
+from permalloc.errors import ContractError, PermallocError, PluginError
+from permalloc.mechanisms.cpa import Cpa
+from permalloc.mechanisms.textpoke import TextPoke
+from permalloc.mechanisms.vmalloc import Vmalloc
 from permalloc.model import events as ev
 from permalloc.model.archinfo import ArchInfo, VRange
-from permalloc.plugin.contract import PermAlloc
-from permalloc.mechanisms.cpa import Cpa
 from permalloc.model.directmap import DirectMap
-from permalloc.errors import ContractError, PermallocError, PluginError
 from permalloc.model.metrics import Metrics
 from permalloc.model.pages import PAGE_SHIFT, PAGE_SIZE, PAGES_PER_PMD
 from permalloc.model.pagetable import KernelPageTables, Mapping
 from permalloc.model.perms import Perm
 from permalloc.model.physmem import PhysMem
+from permalloc.model.spec import MachineSpec
+from permalloc.model.tlb import TLBState
+from permalloc.model.vspace import AddressSpace
+from permalloc.plugin.contract import PermAlloc
 from permalloc.plugin.pluginmanager import machine_manager
 from permalloc.plugin.policy import DEFAULT_POLICY, PolicySpec
-from permalloc.model.spec import MachineSpec
-from permalloc.mechanisms.textpoke import TextPoke
-from permalloc.model.tlb import TLBState
-from permalloc.mechanisms.vmalloc import Vmalloc
-from permalloc.model.vspace import AddressSpace
 
 T = TypeVar("T")
 _W, _X = int(Perm.W), int(Perm.X)

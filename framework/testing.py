@@ -19,13 +19,13 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, invariant, rule
 
-from permalloc.plugin.contract import PermAllocation, State
 from permalloc.errors import ContractError
 from permalloc.machine import Machine
 from permalloc.model.pages import PAGE_SIZE
 from permalloc.model.perms import Perm
-from permalloc.plugin.policy import DEFAULT_POLICY, PolicySpec
 from permalloc.model.spec import MachineSpec
+from permalloc.plugin.contract import PermAllocation, State
+from permalloc.plugin.policy import DEFAULT_POLICY, PolicySpec
 
 SIZES = st.one_of(st.integers(1, 3 * PAGE_SIZE), st.sampled_from([16384, 65536, 200_000]))
 PERMS = st.sampled_from([Perm.RX, Perm.R, Perm.RW])

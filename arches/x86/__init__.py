@@ -41,8 +41,8 @@ from permalloc import (
     VRange,
     hookimpl,
 )
-from permalloc.model.pages import PAGE_SIZE, pages_for
 from permalloc.mechanisms.vmalloc import VmArea
+from permalloc.model.pages import PAGE_SIZE, pages_for
 
 from . import dmalias, layout, staging
 from .blockcache import BlockCache

@@ -32,9 +32,9 @@ packing of same-permission allocations):
 from __future__ import annotations
 
 from permalloc import Machine, Perm
+from permalloc.mechanisms.vmalloc import VmArea
 from permalloc.model import events as ev
 from permalloc.model.pages import PAGE_SHIFT, PAGE_SIZE, PAGES_PER_PMD
-from permalloc.mechanisms.vmalloc import VmArea
 
 from . import dmalias
 from .blockcache import BlockCache

@@ -43,8 +43,8 @@ import bisect
 from dataclasses import dataclass
 
 from permalloc import Machine, Perm, PermallocError
-from permalloc.model.pages import PAGE_SHIFT, PAGE_SIZE, PMD_SIZE, align_up
 from permalloc.mechanisms.vmalloc import VmArea
+from permalloc.model.pages import PAGE_SHIFT, PAGE_SIZE, PMD_SIZE, align_up
 
 CLEAN_OPTION = "x86.rox_cache_clean"
 CLEAN_MODES = ("upstream", "reset-perms")

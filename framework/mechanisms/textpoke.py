@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from permalloc.model import events as ev
 from permalloc.errors import ContractError
+from permalloc.model import events as ev
 from permalloc.model.pages import PAGE_SHIFT, PAGE_SIZE
 
 if TYPE_CHECKING:

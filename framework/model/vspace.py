@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import bisect
 
-from permalloc.model.archinfo import VRange
 from permalloc.errors import OutOfMemory
+from permalloc.model.archinfo import VRange
 from permalloc.model.pages import align_up
 
 

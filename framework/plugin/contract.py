@@ -13,9 +13,9 @@ import itertools
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from permalloc.model import events as ev
-from permalloc.mechanisms.cpa import SET_MEMORY
 from permalloc.errors import ContractError
+from permalloc.mechanisms.cpa import SET_MEMORY
+from permalloc.model import events as ev
 from permalloc.model.perms import Perm
 
 if TYPE_CHECKING:

@@ -27,15 +27,15 @@ import pluggy
 if TYPE_CHECKING:
     import argparse
 
-    from permalloc.model.archinfo import ArchInfo, VRange
-    from permalloc.plugin.contract import PermAllocation
-    from permalloc.model.events import Event
     from permalloc.machine import Machine
+    from permalloc.model.archinfo import ArchInfo, VRange
+    from permalloc.model.events import Event
     from permalloc.model.perms import Perm
+    from permalloc.model.spec import MachineSpec
+    from permalloc.plugin.contract import PermAllocation
     from permalloc.plugin.policy import PolicySpec
     from permalloc.report.tables import ReportColumn
     from permalloc.run.scenario import OpType, ScenarioSource
-    from permalloc.model.spec import MachineSpec
 
 PROJECT = "permalloc"
 hookspec = pluggy.HookspecMarker(PROJECT)

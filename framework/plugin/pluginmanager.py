@@ -17,9 +17,9 @@ from typing import Any
 
 import pluggy
 
-from permalloc.plugin import hookspecs
-from permalloc.model.archinfo import ArchInfo
 from permalloc.errors import PermallocError, PluginError
+from permalloc.model.archinfo import ArchInfo
+from permalloc.plugin import hookspecs
 
 ENTRY_POINT_GROUP = "permalloc"
 

@@ -8,10 +8,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from permalloc.model.metrics import DESCRIPTIONS, METRICS
-from permalloc.report.plots import save_plots
-from permalloc.plugin.policy import PolicySpec
-from permalloc.run.simulation import PolicyResult
 from permalloc.model.spec import MachineSpec
+from permalloc.plugin.policy import PolicySpec
+from permalloc.report.plots import save_plots
+from permalloc.run.simulation import PolicyResult
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }

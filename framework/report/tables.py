@@ -13,8 +13,8 @@ from rich.console import Console
 from rich.table import Table
 
 from permalloc.model.metrics import METRICS
-from permalloc.run.simulation import PolicyResult
 from permalloc.model.spec import MachineSpec
+from permalloc.run.simulation import PolicyResult
 
 
 class Stat(BaseModel):

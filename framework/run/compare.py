@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 
+from permalloc.model.spec import MachineSpec
 from permalloc.plugin.policy import PolicySpec
 from permalloc.run.scenario import Scenario
 from permalloc.run.simulation import PolicyResult, run
-from permalloc.model.spec import MachineSpec
 
 TIMELINE_POINTS = 200
 

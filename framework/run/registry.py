@@ -8,8 +8,8 @@ import pluggy
 from pydantic import ValidationError
 
 from permalloc.errors import SpecError
-from permalloc.run.modelfile import format_validation_error, load_model_file
 from permalloc.plugin.policy import DEFAULT_POLICY, PolicySpec
+from permalloc.run.modelfile import format_validation_error, load_model_file
 from permalloc.run.scenario import Scenario, ScenarioSource, load_scenario_file
 
 

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 from permalloc.errors import SpecError
-from permalloc.run.modelfile import format_validation_error, load_model_file
 from permalloc.model.perms import Perm
+from permalloc.run.modelfile import format_validation_error, load_model_file
 
 if TYPE_CHECKING:
     from permalloc.run.simulation import RunContext

@@ -8,13 +8,13 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from permalloc.plugin.contract import PermAllocation
 from permalloc.errors import PermallocError, SpecError
-from permalloc.model.events import Event
 from permalloc.machine import Machine
+from permalloc.model.events import Event
+from permalloc.model.spec import MachineSpec
+from permalloc.plugin.contract import PermAllocation
 from permalloc.plugin.policy import PolicySpec
 from permalloc.run.scenario import Scenario, op_registry
-from permalloc.model.spec import MachineSpec
 
 
 class PolicyResult(BaseModel):

@@ -1,8 +1,8 @@
 from __future__ import annotations
 
 from permalloc import Machine, MachineSpec, Perm
-from permalloc.model.pages import PAGE_SIZE
 from permalloc.mechanisms.vmalloc import lazy_max_pages
+from permalloc.model.pages import PAGE_SIZE
 
 
 def _machine(cpus: int = 4) -> Machine:

@@ -8,11 +8,11 @@ import pytest
 
 from permalloc import MachineSpec
 from permalloc.cli import main
-from permalloc.run.compare import compare
 from permalloc.model.metrics import METRICS
 from permalloc.plugin.pluginmanager import registry_manager
-from permalloc.run.registry import policies, resolve_scenario
 from permalloc.report.tables import ReportDocument
+from permalloc.run.compare import compare
+from permalloc.run.registry import policies, resolve_scenario
 from permalloc.run.scenario import Scenario
 
 SMALL = Scenario(name="small", ops=[

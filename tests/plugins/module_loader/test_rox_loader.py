@@ -8,9 +8,9 @@ import pytest
 
 from permalloc import Machine, MachineSpec
 from permalloc.model.pages import PAGE_SHIFT, PMD_SIZE
+from permalloc.plugin.policies import BUILTIN_POLICIES
 from permalloc.plugins.module_loader import loader as loader_of
 from permalloc.plugins.module_loader.loader import get_workload
-from permalloc.plugin.policies import BUILTIN_POLICIES
 from permalloc.run.scenario import Scenario
 from permalloc.run.simulation import run
 
