@@ -19,12 +19,15 @@ from permalloc.mechanisms.textpoke import TextPoke
 from permalloc.mechanisms.vmalloc import Vmalloc
 from permalloc.model import events as ev
 from permalloc.model.archinfo import ArchInfo, VRange
-from permalloc.model.directmap import DirectMap
+from permalloc.model.directmap import LEAF_2M, DirectMap, LinearAlias
 from permalloc.model.metrics import Metrics
-from permalloc.model.pages import PAGE_SHIFT, PAGE_SIZE, PAGES_PER_PMD
+from permalloc.model.buddy import UNMOVABLE
+from permalloc.model.kernelimage import KernelImage
+from permalloc.model.pages import PAGE_SHIFT, PAGE_SIZE, PAGEBLOCK_ORDER, PAGES_PER_PMD
 from permalloc.model.pagetable import KernelPageTables, Mapping
 from permalloc.model.perms import Perm
 from permalloc.model.physmem import PhysMem
+from permalloc.boot import boot
 from permalloc.model.spec import MachineSpec
 from permalloc.model.tlb import TLBState
 from permalloc.model.vspace import AddressSpace
@@ -88,11 +91,14 @@ class Machine:
         _check_policy(self.policy, self.arch)
         self.hook = self.pm.hook
         self.rng = random.Random(self.spec.seed)
-        self.phys = PhysMem(self.spec.memory, self.spec.fragmentation, self.spec.seed)
-        self.directmap = DirectMap(self.phys.npages, self.spec.gbpages and self.arch.direct_map_gbpages)
+        # The task that runs the scenario starts on a CPU the scheduler picks; with nothing
+        # else running, which one is arbitrary: a seeded choice (ops may name a CPU).
+        self.cpu = self.rng.randrange(self.spec.cpus)
+        self.kernel_image: KernelImage | None = self.hook.permalloc_kernel_image(spec=self.spec, policy=self.policy)
         self.pagetables = KernelPageTables()
         self.tlb = TLBState()
         self.metrics = Metrics(self.spec.cpus, self.spec.cost)
+        self.aliases: list[LinearAlias] = []  # other linear maps of RAM (x86: the kernel's high mapping)
         self.ranges: dict[str, VRange] = dict(self.arch.ranges)
         self.spaces: dict[str, AddressSpace] = {}
         by_bounds: dict[tuple[int, int], AddressSpace] = {}
@@ -122,6 +128,13 @@ class Machine:
         ]
         self.trace: Callable[[ev.Event], None] | None = None
         self.atomic_depth = 0
+        self.booting = True
+        self.phys: PhysMem
+        self.directmap: DirectMap
+        boot(self)
+        self.booting = False
+        self.tlb.flush_all()  # the boot CPU flushed everything before init ran
+        self.metrics = Metrics(self.spec.cpus, self.spec.cost)  # boot is the starting state, not the run
         self.hook.permalloc_machine_start(machine=self)
 
     # -- per-plugin state -----------------------------------------------------------------
@@ -152,6 +165,8 @@ class Machine:
         self._seq += 1
         event = ev.Event(kind, n, addr, tuple(pfns) if pfns is not None else None, source, 0.0, self._seq, self.op_index, extra or None)
         self.metrics.fold(event)
+        if self.booting:
+            return event
         if self.trace is not None:
             self.trace(event)
         for observe in self._observers:
@@ -176,28 +191,37 @@ class Machine:
         return g
 
     # -- physical pages -------------------------------------------------------------------
-    def alloc_pages(self, count: int, source: str = "") -> list[int]:
-        """``count`` order-0 pages (alloc_page in a loop, as __vmalloc_area_node does)."""
-        pfns = [self.phys.alloc_page() for _ in range(count)]
+    def alloc_pages(self, count: int, source: str = "", mt: int = UNMOVABLE) -> list[int]:
+        """``count`` order-0 pages on the current CPU, as vm_area_alloc_pages takes them
+        (__alloc_pages_bulk in calls of up to 100 pages, then alloc_page)."""
+        pfns = self.phys.alloc_bulk(count, mt, self.cpu)
         self.emit(ev.PAGE_ALLOC, count, source=source)
         return pfns
 
-    def alloc_block(self, source: str = "") -> int | None:
-        """One order-9 block (2 MiB of physically contiguous pages), or None."""
-        pfn = self.phys.alloc_block()
+    def alloc_order(self, order: int, source: str = "", mt: int = UNMOVABLE, may_fail: bool = False) -> int | None:
+        """alloc_pages(gfp, order) on the current CPU; None only when ``may_fail``."""
+        pfn = self.phys.alloc(order, mt, self.cpu, may_fail=may_fail)
         if pfn is not None:
-            self.emit(ev.PAGE_ALLOC, PAGES_PER_PMD, source=source, order=9)
+            self.emit(ev.PAGE_ALLOC, 1 << order, source=source, order=order)
         return pfn
+
+    def alloc_block(self, source: str = "") -> int | None:
+        """One order-9 block (2 MiB of physically contiguous pages) for a huge mapping, or None
+        (__vmalloc_area_node falls back to order-0 pages when it cannot get one)."""
+        return self.alloc_order(PAGEBLOCK_ORDER, source, may_fail=True)
 
     def free_pages(self, pfns: Iterable[int], source: str = "") -> None:
         pfns = list(pfns)
         for pfn in pfns:
-            self.phys.free_page(pfn)
+            self.phys.free(pfn, self.cpu)
         self.emit(ev.PAGE_FREE, len(pfns), pfns=pfns, source=source)
 
+    def free_order(self, pfn: int, order: int, source: str = "") -> None:
+        self.phys.free(pfn, self.cpu)
+        self.emit(ev.PAGE_FREE, 1 << order, pfns=range(pfn, pfn + (1 << order)), source=source, order=order)
+
     def free_block(self, pfn: int, source: str = "") -> None:
-        self.phys.free_block(pfn)
-        self.emit(ev.PAGE_FREE, PAGES_PER_PMD, pfns=range(pfn, pfn + PAGES_PER_PMD), source=source, order=9)
+        self.free_order(pfn, PAGEBLOCK_ORDER, source)
 
     # -- kernel page tables ---------------------------------------------------------------
     def map(self, addr: int, pfns: list[int], perm: Perm, huge: bool = False, source: str = "") -> Mapping:
@@ -256,6 +280,34 @@ class Machine:
                 self.tlb.add(base + (pfn << PAGE_SHIFT), (pfn,), (olds[pfn],))
             self.emit(ev.DIRECTMAP_PERM, len(changed), base + (changed[0] << PAGE_SHIFT), changed, source)
         return changed
+
+    def change_alias(self, alias: LinearAlias, pfns: Iterable[int], set_mask: Perm, clear_mask: Perm,
+                     source: str) -> list[int]:
+        """Change the permissions of ``pfns`` in another linear map (no flush). Its splits
+        flush everything and, when the alias is ``counted``, count in the DirectMap lines."""
+        pfns = [pfn for pfn in pfns if alias.covers(pfn)]
+        old = [alias.map.perm(pfn) for pfn in pfns]
+        changed, _s1g, s2m = alias.map.change(pfns, set_mask, clear_mask)
+        for _ in range(s2m):
+            if alias.counted:
+                self.directmap.count_split(LEAF_2M)
+                self.emit(ev.SPLIT_2M, 1, source=f"{source}/{alias.name}")
+            else:
+                self.emit(ev.VMAP_SPLIT_2M, 1, source=f"{source}/{alias.name}")
+            self.flush_all(source=f"{source}/split_large_page")
+        if changed:
+            olds = dict(zip(pfns, old))
+            for pfn in changed:
+                self.tlb.add(alias.addr(pfn), (pfn,), (olds[pfn],))
+            self.emit(ev.DIRECTMAP_PERM, len(changed), alias.addr(changed[0]), changed, source)
+        return changed
+
+    def alias_at(self, addr: int) -> LinearAlias | None:
+        """The linear alias whose virtual range holds ``addr``."""
+        for alias in self.aliases:
+            if alias.base <= addr < alias.base + (alias.npages << PAGE_SHIFT):
+                return alias
+        return None
 
     def directmap_addr(self, pfn: int) -> int:
         return self.arch.page_offset + (pfn << PAGE_SHIFT)
@@ -317,6 +369,11 @@ class Machine:
         """(writable, executable) through any alias of ``pfn``: vmalloc, direct map, stale TLB."""
         w = bool(self.directmap.perm(pfn) & _W) or pfn in self.tlb.stale_w
         x = pfn in self.tlb.stale_x
+        for alias in self.aliases:
+            if alias.covers(pfn):
+                perm = alias.map.perm(pfn)
+                w = w or bool(perm & _W)
+                x = x or bool(perm & _X)
         found = self.pagetables.rmap.get(pfn)
         if found is not None:
             perm = found[0].perms[found[1]]

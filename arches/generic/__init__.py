@@ -18,6 +18,8 @@ from permalloc import (
     VRange,
     hookimpl,
 )
+from permalloc.model.directmap import simple_leaves
+from permalloc.model.memblock import BootMemory, Memblock, MemRange
 from permalloc.model.pages import PAGE_SHIFT, PAGE_SIZE, pages_for
 
 __version__ = "1.0"
@@ -42,6 +44,33 @@ def permalloc_arch_describe(spec: MachineSpec) -> ArchInfo:
         },
         tlb_single_page_flush_ceiling=33,
     )
+
+
+# Zones a 64-bit kernel has without ZONE_DMA: DMA32 below 4 GiB, Normal above (mm/page_alloc.c)
+GENERIC_ZONES = [("DMA32", 1 << 32), ("Normal", None)]
+KERNEL_PHYS = 16 << 20  # a neutral load address (x86's CONFIG_PHYSICAL_START)
+
+
+@hookimpl(trylast=True)
+def permalloc_arch_boot_memory(spec: MachineSpec, image) -> BootMemory:
+    """RAM from 0 with no holes, split into equal NUMA nodes; the kernel at 16 MiB and the
+    initrd at the top of RAM, page-aligned."""
+    share = spec.memory // spec.numa_nodes // PAGE_SIZE * PAGE_SIZE
+    ram = [MemRange(n * share, spec.memory if n == spec.numa_nodes - 1 else (n + 1) * share, "ram", n)
+           for n in range(spec.numa_nodes)]
+    initrd = ((spec.memory - spec.initrd) // PAGE_SIZE * PAGE_SIZE, spec.initrd) if spec.initrd else None
+    return BootMemory("flat", list(ram), list(ram), GENERIC_ZONES,
+                      kernel_phys=KERNEL_PHYS if image is not None else None, initrd=initrd)
+
+
+@hookimpl(trylast=True)
+def permalloc_arch_direct_map(spec: MachineSpec, memblock: Memblock) -> tuple[list, dict]:
+    """Every RAM range with the largest aligned leaves (2 MiB; 4 KiB at unaligned edges)."""
+    leaves = simple_leaves(((r.start >> PAGE_SHIFT, r.end >> PAGE_SHIFT) for r in memblock.memory), gbpages=False)
+    counts: dict[int, int] = {}
+    for start, end, leaf in leaves:
+        counts[leaf] = counts.get(leaf, 0) + (end - start) // leaf
+    return leaves, counts
 
 
 @hookimpl(trylast=True)

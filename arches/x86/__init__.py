@@ -44,7 +44,9 @@ from permalloc import (
 from permalloc.mechanisms.vmalloc import VmArea
 from permalloc.model.pages import PAGE_SIZE, pages_for
 
-from . import dmalias, layout, staging
+from permalloc.model.memblock import BootMemory, Memblock
+
+from . import bootmap, dmalias, kernelmap, layout, platform, staging
 from .blockcache import BlockCache
 from .hugepack import HugePacks, Region
 from .livecache import LiveCache, LiveRange
@@ -87,6 +89,42 @@ def _blocks(machine: Machine) -> BlockCache | None:
 @hookimpl
 def permalloc_arch_describe(spec: MachineSpec) -> ArchInfo:
     return layout.describe(spec)
+
+
+# arch/x86/mm/init.c: zone_sizes_init (MAX_DMA_PFN = 16 MiB, MAX_DMA32_PFN = 4 GiB)
+ZONES = [("DMA", 16 << 20), ("DMA32", 1 << 32), ("Normal", None)]
+
+
+@hookimpl
+def permalloc_arch_boot_memory(spec: MachineSpec, image) -> BootMemory:
+    fw = platform.firmware(spec.platform, spec.memory, spec.numa_nodes, spec.initrd)
+    memory = platform.memblock_memory(fw.e820)
+    reserved = [(0, platform.X86_RESERVE_LOW, "low memory (X86_RESERVE_LOW)")]
+    avoid = [(fw.initrd[0], fw.initrd[0] + fw.initrd[1])] if fw.initrd else []
+    phys = platform.kaslr_phys(memory, image.size, avoid, spec.seed) if image is not None else None
+    return BootMemory(fw.name, fw.e820, memory, ZONES, reserved, kernel_phys=phys, initrd=fw.initrd)
+
+
+@hookimpl
+def permalloc_arch_direct_map(spec: MachineSpec, memblock: Memblock) -> tuple[list, dict]:
+    # memory_map_top_down starts below the highest free 2 MiB-aligned 2 MiB block
+    top = memblock.alloc(2 << 20, 2 << 20, "init_mem_mapping probe", limit=max(r.end for r in memblock.memory))
+    memblock.unreserve(top, top + (2 << 20))  # memblock_phys_free right after
+    return bootmap.init_mem_mapping(memblock.memory, top >> 12, spec.gbpages)
+
+
+@hookimpl(tryfirst=True)
+def permalloc_machine_boot(machine: Machine, stage: str) -> None:
+    image, phys = machine.kernel_image, machine.boot_memory.kernel_phys
+    if image is None or phys is None:
+        return
+    if stage == "initcalls":
+        alias = kernelmap.map_image(machine, image, phys)
+        kernelmap.smp_alternatives(machine, alias, image)
+    elif stage == "late":
+        alias = next(a for a in machine.aliases if a.name == "kernel high mapping")
+        kernelmap.free_initmem(machine, alias, image)
+        kernelmap.mark_rodata_ro(machine, alias, image)
 
 
 _NOT_WITH_ROX_CACHE = {

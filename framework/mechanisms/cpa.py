@@ -66,33 +66,54 @@ class Cpa:
         m.vmalloc.unmap_aliases(source=f"{source}/vm_unmap_aliases")  # even for 0 pages (l.1821)
         if npages <= 0:
             return False
-        changed_any = False
-        pfns: list[int] = []
         segments = []
-        cursor, remaining = addr, npages
-        while remaining:
-            found = m.pagetables.lookup(cursor)
-            if found is None:
-                raise ContractError(f"{source}: address {cursor:#x} is not mapped")
-            mapping, index = found
-            count = min(remaining, mapping.npages - index)
-            if m.change_ptes(mapping, index, count, set_mask, clear_mask, source):
-                changed_any = True
-            pfns.extend(mapping.pfns[index : index + count])
-            segments.append((mapping, index, count))
-            cursor += count << PAGE_SHIFT
-            remaining -= count
+        primary = m.alias_at(addr)
+        dm_base = m.arch.page_offset
+        in_directmap = (primary is None and dm_base <= addr and m.pagetables.lookup(addr) is None
+                        and m.directmap.is_mapped((addr - dm_base) >> PAGE_SHIFT))
+        if primary is not None:  # e.g. x86's kernel high mapping (mark_rodata_ro, free_init_pages)
+            pfns = [primary.pfn(addr) + i for i in range(npages)]
+            changed_any = bool(m.change_alias(primary, pfns, set_mask, clear_mask, source))
+        elif in_directmap:  # a direct-map address (free_init_pages of the initrd)
+            pfns = [((addr - dm_base) >> PAGE_SHIFT) + i for i in range(npages)]
+            changed_any = bool(m.change_directmap(pfns, set_mask, clear_mask, source))
+        else:
+            changed_any = False
+            pfns = []
+            cursor, remaining = addr, npages
+            while remaining:
+                found = m.pagetables.lookup(cursor)
+                if found is None:
+                    raise ContractError(f"{source}: address {cursor:#x} is not mapped")
+                mapping, index = found
+                count = min(remaining, mapping.npages - index)
+                if m.change_ptes(mapping, index, count, set_mask, clear_mask, source):
+                    changed_any = True
+                pfns.extend(mapping.pfns[index : index + count])
+                segments.append((mapping, index, count))
+                cursor += count << PAGE_SHIFT
+                remaining -= count
         if m.kernel >= (6, 12):
             check_alias = True  # 6.12 cpa_process_alias strips NX (l.1749) but still forces
         else:
             check_alias = (set_mask | clear_mask) != Perm.X  # 6.1 l.1836: NX-only skips
+        force_flush_all = False
         if check_alias:
             alias_set, alias_clear = set_mask & ~Perm.X, clear_mask & ~Perm.X
-            if alias_set or alias_clear:
-                m.change_directmap(pfns, alias_set, alias_clear, source=f"{source}/alias")
+            mapped = [pfn for pfn in pfns if m.directmap.is_mapped(pfn)]  # pfn_range_is_mapped
+            if mapped and not in_directmap:
+                force_flush_all = True
+                if alias_set or alias_clear:
+                    m.change_directmap(mapped, alias_set, alias_clear, source=f"{source}/alias")
+            for other in m.aliases:  # the high mapping, unless it is the primary target
+                if other is primary or not any(other.covers(pfn) for pfn in pfns):
+                    continue
+                force_flush_all = True
+                if alias_set or alias_clear:
+                    m.change_alias(other, pfns, alias_set, alias_clear, source=f"{source}/alias")
         if not changed_any:
             return False
-        if check_alias or npages > m.arch.tlb_single_page_flush_ceiling:
+        if force_flush_all or npages > m.arch.tlb_single_page_flush_ceiling:
             m.flush_all(source=f"{source}/cpa_flush")
         else:
             m.flush_kernel_range(addr, addr + (npages << PAGE_SHIFT), source=f"{source}/cpa_flush")

@@ -68,12 +68,15 @@ class MachineSpec(BaseModel):
     cpus: int = Field(8, ge=1, le=1 << 16, description="online CPUs")
     memory: Size = Field(16 << 30, ge=256 << 20, le=1 << 52, description="RAM in bytes (accepts 16G)")
     numa_nodes: int = Field(1, ge=1, le=1024, description="NUMA nodes (bpf_prog_pack keeps one pack per node)")
-    fragmentation: float = Field(
-        0.3,
-        ge=0.0,
-        le=1.0,
-        description="share of pageblocks already holding unmovable pages, and the chance that an "
-        "order-0 page comes from another pageblock than the previous one",
+    platform: str | None = Field(
+        None, description="firmware platform of the arch (x86: q35, server-2s); default: the arch's own default"
+    )
+    initrd: Size = Field(0, ge=0, description="size of the initramfs the machine booted with (unpacked to the page cache, then freed)")
+    memory_state: str = Field(
+        "fresh",
+        pattern=r"^(fresh|pagecache-(100|[1-9]?[0-9])|aged-[1-9][0-9]{0,2})$",
+        description="what the machine did before the scenario: fresh (just booted), pagecache-N (page cache "
+        "filled to N % of free memory), aged-H (H hours of mixed page-cache, process and kernel-allocation churn)",
     )
     gbpages: bool = Field(True, description="the CPU has 1 GiB pages (X86_FEATURE_GBPAGES) for the direct map")
     seed: int = Field(0, ge=0, description="seeds every random choice of the run")

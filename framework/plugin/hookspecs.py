@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     import argparse
 
     from permalloc.machine import Machine
+    from permalloc.model.kernelimage import KernelImage
+    from permalloc.model.memblock import BootMemory, Memblock
     from permalloc.model.archinfo import ArchInfo, VRange
     from permalloc.model.events import Event
     from permalloc.model.perms import Perm
@@ -57,6 +59,41 @@ def permalloc_arch_describe(spec: MachineSpec) -> ArchInfo | None:
     :class:`~permalloc.model.archinfo.ArchInfo` makes its plugin an *arch plugin*, selectable by
     ``ArchInfo.name`` with ``--arch``. Stops at the first non-None result.
     """
+
+
+@hookspec(firstresult=True)
+def permalloc_arch_boot_memory(spec: MachineSpec, image: KernelImage | None) -> BootMemory | None:
+    """Describe the machine's memory as its firmware and boot loader leave it.
+
+    :param spec: the machine spec (RAM size, NUMA nodes, ``platform``, ``initrd`` size, seed).
+    :param image: the kernel image that boots (its size decides where it fits), or None.
+
+    Called once per machine, before anything is allocated. Return a
+    :class:`~permalloc.model.memblock.BootMemory`: the platform's firmware map, the RAM the
+    kernel's memblock ends up with (per NUMA node), early reservations, the zone limits, and
+    where the kernel image and the initrd were put (x86: e820, KASLR). The ``generic`` arch
+    gives RAM from 0 with no holes. Stops at the first non-None result.
+    """
+
+
+@hookspec(firstresult=True)
+def permalloc_arch_direct_map(spec: MachineSpec, memblock: Memblock) -> tuple[list[tuple[int, int, int]], dict[int, int]] | None:
+    """Build the direct map (linear map of RAM) as the arch's boot code does.
+
+    :param memblock: memblock.memory and the reservations made so far.
+
+    Return ``(leaves, counts)``: the mapped ``(start_pfn, end_pfn, leaf_pages)`` ranges and
+    the boot value of the DirectMap counters by leaf size in pages (x86:
+    direct_pages_count[] after init_mem_mapping). The ``generic`` arch maps every RAM range
+    with the largest aligned leaves. Stops at the first non-None result.
+    """
+
+
+@hookspec(firstresult=True)
+def permalloc_kernel_image(spec: MachineSpec, policy: PolicySpec) -> KernelImage | None:
+    """The kernel image (vmlinux layout) the machine runs; the module loader answers from
+    the workload of the run. None: boot without an image (no image reservation or
+    image-mapping work). Stops at the first non-None result."""
 
 
 @hookspec(firstresult=True)
@@ -202,6 +239,20 @@ def permalloc_machine_start(machine: Machine) -> None:
 
 
 @hookspec
+def permalloc_machine_boot(machine: Machine, stage: str) -> None:
+    """Boot-time work of the kernel on a machine whose page allocator is up.
+
+    :param stage: ``"initcalls"`` (the kernel's initcalls run: consumers allocate what the
+        kernel allocates at boot, e.g. the BPF JIT's ptp classifier program) or ``"late"``
+        (the end of kernel_init: the arch frees init memory and write-protects the kernel
+        image, x86 free_initmem and mark_rodata_ro).
+
+    Called twice per machine, in that order, before ``permalloc_machine_start``. Boot events
+    shape the machine's state (DirectMap, free lists) but are not counted in the run's metrics.
+    """
+
+
+@hookspec
 def permalloc_machine_release(machine: Machine) -> None:
     """The run is over: consumers release everything they still hold (unload modules, programs).
 
@@ -259,6 +310,9 @@ def permalloc_add_commands(subparsers: argparse._SubParsersAction) -> None:
 # plugin that returns the wrong type is named in the error.
 RETURN_TYPES: dict[str, str] = {
     "permalloc_arch_describe": "ArchInfo",
+    "permalloc_arch_boot_memory": "BootMemory",
+    "permalloc_arch_direct_map": "tuple",
+    "permalloc_kernel_image": "KernelImage",
     "permalloc_alloc": "PermAllocation",
     "permalloc_writable": "int",
     "permalloc_finish": "bool",

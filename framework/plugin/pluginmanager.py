@@ -147,6 +147,7 @@ def _check(pm: pluggy.PluginManager) -> None:
 
 
 _TYPES: dict[str, type | tuple[type, ...]] = {
+    "tuple": tuple,
     "int": int,
     "bool": bool,
     "list": (list, tuple),
@@ -159,6 +160,14 @@ def _expected_type(name: str) -> type | tuple[type, ...]:
         return _TYPES[name]
     if name == "ArchInfo":
         return ArchInfo
+    if name == "BootMemory":
+        from permalloc.model.memblock import BootMemory
+
+        return BootMemory
+    if name == "KernelImage":
+        from permalloc.model.kernelimage import KernelImage
+
+        return KernelImage
     from permalloc.plugin.contract import PermAllocation  # contract imports the machine; resolve lazily
 
     return PermAllocation
@@ -171,7 +180,7 @@ def _guard(pm: pluggy.PluginManager) -> None:
         for impl in getattr(pm.hook, hookname).get_hookimpls():
             if not (impl.hookwrapper or impl.wrapper) and not getattr(impl.function, "_permalloc_guarded", False):
                 impl.function = _guarded(impl.function, impl.plugin_name, hookname, expected)
-    for caller_name in ("permalloc_module_going", "permalloc_event", "permalloc_machine_start",
+    for caller_name in ("permalloc_module_going", "permalloc_event", "permalloc_machine_start", "permalloc_machine_boot",
                         "permalloc_machine_release", "permalloc_add_commands", "permalloc_run_report"):
         for impl in getattr(pm.hook, caller_name).get_hookimpls():
             if not (impl.hookwrapper or impl.wrapper) and not getattr(impl.function, "_permalloc_guarded", False):

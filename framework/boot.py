@@ -1,0 +1,173 @@
+"""Booting a simulated machine: from the arch's firmware map to a running kernel's memory.
+
+The order is the kernel's (init/main.c: start_kernel, kernel_init):
+
+1. the arch's boot memory (firmware map, memblock.memory, where the boot loader put the
+   kernel image and the initrd) and early reservations (setup_arch);
+2. the direct map (the arch's init_mem_mapping);
+3. memblock allocations: the struct page array (mm/sparse.c: sparse_init allocates
+   PAGES_PER_SECTION * sizeof(struct page) per present section, section-map aligned,
+   top-down per node);
+4. zones (the arch's zone limits) and ``memblock_free_all`` of the early part;
+5. ``page_alloc_init_late``: deferred struct page init frees the rest;
+6. initcalls (``permalloc_machine_boot`` stage ``initcalls``), with the watermarks and
+   per-CPU list sizes of init_per_zone_wmark_min (a postcore initcall);
+7. populate_rootfs: the initramfs is unpacked into the page cache (tmpfs, movable) and
+   the initrd freed (free_initrd_mem);
+8. the end of kernel_init (stage ``late``: the arch's free_initmem and mark_rodata_ro).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from permalloc.errors import PluginError
+from permalloc.model.buddy import Zone
+from permalloc.model.directmap import DirectMap
+from permalloc.model.memblock import (
+    PAGES_PER_SECTION,
+    STRUCT_PAGE_SIZE,
+    BootMemory,
+    Memblock,
+    buddy_blocks,
+    first_deferred_pfn,
+)
+from permalloc.model.pagecache import PageCache
+from permalloc.model.pages import PAGE_SHIFT, PAGE_SIZE
+from permalloc.model.physmem import PhysMem
+
+if TYPE_CHECKING:
+    from permalloc.machine import Machine
+
+BOOT_CPU = 0  # the boot CPU runs start_kernel and kernel_init
+
+
+def boot_memory(machine: Machine) -> BootMemory:
+    found = machine.hook.permalloc_arch_boot_memory(spec=machine.spec, image=machine.kernel_image)
+    if found is None:
+        raise PluginError(f"no plugin implements permalloc_arch_boot_memory for arch {machine.arch.name!r}")
+    return found
+
+
+def _zones(boot: BootMemory, memblock: Memblock) -> tuple[list[list[Zone]], dict[int, list[tuple[int, int]]]]:
+    """free_area_init: per node, the zones from the arch's limits with their present ranges."""
+    nodes = sorted({r.node for r in boot.memory})
+    per_node: list[list[Zone]] = []
+    present: dict[int, list[tuple[int, int]]] = {}
+    uid = 0
+    for node in nodes:
+        ranges = [(r.start >> PAGE_SHIFT, r.end >> PAGE_SHIFT) for r in boot.memory if r.node == node]
+        zones = []
+        low = 0
+        for index, (name, limit) in enumerate(boot.zones):
+            high = (limit >> PAGE_SHIFT) if limit is not None else max(e for _, e in ranges)
+            pieces = [(max(s, low), min(e, high)) for s, e in ranges if max(s, low) < min(e, high)]
+            low = max(low, high)
+            if not pieces:
+                continue
+            zone = Zone(name, index, node, pieces[0][0], pieces[-1][1], boot.max_order, boot.pageblock_order)
+            zone.present = sum(e - s for s, e in pieces)
+            zone.uid = uid
+            uid += 1
+            present[id(zone)] = pieces
+            zones.append(zone)
+        per_node.append(zones)
+    return per_node, present
+
+
+def _free_range(zones: list[Zone], start: int, end: int, deferred: dict[int, int], later: list) -> None:
+    """__free_memory_core for [start, end) pfns, zone by zone; pages from a zone's first
+    deferred pfn on wait for deferred init (early_page_uninitialised)."""
+    for zone in zones:
+        lo, hi = max(start, zone.start_pfn), min(end, zone.end_pfn)
+        if lo >= hi:
+            continue
+        cut = deferred.get(id(zone), hi)
+        if lo < min(hi, cut):
+            _free_blocks(zone, lo, min(hi, cut))
+        if max(lo, cut) < hi:
+            later.append((zone, max(lo, cut), hi))
+
+
+def _free_blocks(zone: Zone, start: int, end: int) -> None:
+    top = zone.max_order - 1
+    run_first, run_count = None, 0
+    for pfn, order in buddy_blocks(start, end, zone.max_order):
+        if order == top:
+            if run_first is None:
+                run_first = pfn
+            run_count += 1
+            continue
+        if run_first is not None:
+            zone.add_boot_run(run_first, run_count)
+            run_first, run_count = None, 0
+        zone.add_boot_block(pfn, order)
+    if run_first is not None:
+        zone.add_boot_run(run_first, run_count)
+
+
+def boot(machine: Machine) -> None:
+    """Build ``machine.phys``, ``machine.directmap`` and ``machine.memblock`` and run boot."""
+    spec = machine.spec
+    boot_mem = boot_memory(machine)
+    machine.boot_memory = boot_mem
+    memblock = Memblock(list(boot_mem.memory))
+    for start, size, what in boot_mem.reserved:
+        memblock.reserve(start, size, what)
+    image = machine.kernel_image
+    if image is not None and boot_mem.kernel_phys is not None:
+        memblock.reserve(boot_mem.kernel_phys, image.size, "kernel image")
+    if boot_mem.initrd is not None:
+        memblock.reserve(boot_mem.initrd[0], boot_mem.initrd[1], "initrd")
+    layout = machine.hook.permalloc_arch_direct_map(spec=spec, memblock=memblock)
+    if layout is None:
+        raise PluginError(f"no plugin implements permalloc_arch_direct_map for arch {machine.arch.name!r}")
+    leaves, counts = layout
+    machine.directmap = DirectMap(leaves, counts)
+    # sparse_init: one struct page per page of every present section, per node
+    for node in sorted({r.node for r in boot_mem.memory}):
+        sections = {s for r in boot_mem.memory if r.node == node
+                    for s in range((r.start >> PAGE_SHIFT) // PAGES_PER_SECTION,
+                                   ((r.end >> PAGE_SHIFT) - 1) // PAGES_PER_SECTION + 1)}
+        map_size = PAGES_PER_SECTION * STRUCT_PAGE_SIZE
+        memblock.alloc(len(sections) * map_size, map_size, "memmap", node=node)
+    machine.memblock = memblock
+    nodes, present = _zones(boot_mem, memblock)
+    deferred: dict[int, int] = {}
+    for zones in nodes:
+        top = zones[-1]  # defer_init: only the highest zone of a node
+        deferred[id(top)] = first_deferred_pfn(present[id(top)])
+    phys = PhysMem(nodes, spec.cpus, PAGE_SIZE)
+    machine.phys = phys
+    later: list = []
+    for zones in nodes:
+        node = zones[0].node if zones else 0
+        for start, end in memblock.free_ranges(node):
+            _free_range(zones, -(-start // PAGE_SIZE), end // PAGE_SIZE, deferred, later)
+    for zone, start, end in later:  # page_alloc_init_late: deferred_init_memmap
+        _free_blocks(zone, start, end)
+    phys.setup_watermarks()  # postcore_initcall(init_per_zone_wmark_min)
+    machine.page_cache = PageCache(phys)
+    machine.hook.permalloc_machine_boot(machine=machine, stage="initcalls")
+    if boot_mem.initrd is not None:
+        # populate_rootfs: unpack into rootfs (tmpfs, movable pages), then free_initrd_mem
+        machine.page_cache.fill(boot_mem.initrd[1] // PAGE_SIZE, BOOT_CPU)
+        start, size = boot_mem.initrd
+        free_reserved_area(machine, start, start + size, "initrd")
+    machine.hook.permalloc_machine_boot(machine=machine, stage="late")
+
+
+def free_reserved_area(machine: Machine, start: int, end: int, what: str) -> int:
+    """mm/page_alloc.c: free_reserved_area: each page of [start, end) to the page allocator
+    (free_reserved_page -> __free_page on the boot CPU); the pages become managed."""
+    memblock = machine.memblock
+    first, last = -(-start // PAGE_SIZE), end // PAGE_SIZE
+    memblock.unreserve(first * PAGE_SIZE, last * PAGE_SIZE)
+    phys = machine.phys
+    freed = 0
+    for pfn in range(first, last):
+        zone = phys.zone_of(pfn)
+        zone.managed += 1
+        phys.give(pfn, BOOT_CPU)
+        freed += 1
+    return freed
