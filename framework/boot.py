@@ -8,7 +8,9 @@ The order is the kernel's (init/main.c: start_kernel, kernel_init):
 3. memblock allocations: the struct page array (mm/sparse.c: sparse_init allocates
    PAGES_PER_SECTION * sizeof(struct page) per present section, section-map aligned,
    top-down per node);
-4. zones (the arch's zone limits) and ``memblock_free_all`` of the early part;
+4. zones (the arch's zone limits) and ``memblock_free_all`` of the early part, then what
+   start_kernel does on top of it (stage ``mm_init``: x86 preallocates the vmalloc area's
+   top-level page tables, write-protects the IDT, frees the SMP alternatives);
 5. ``page_alloc_init_late``: deferred struct page init frees the rest;
 6. initcalls (``permalloc_machine_boot`` stage ``initcalls``), with the watermarks and
    per-CPU list sizes of init_per_zone_wmark_min (a postcore initcall);
@@ -144,6 +146,7 @@ def boot(machine: Machine) -> None:
         node = zones[0].node if zones else 0
         for start, end in memblock.free_ranges(node):
             _free_range(zones, -(-start // PAGE_SIZE), end // PAGE_SIZE, deferred, later)
+    machine.hook.permalloc_machine_boot(machine=machine, stage="mm_init")
     for zone, start, end in later:  # page_alloc_init_late: deferred_init_memmap
         _free_blocks(zone, start, end)
     phys.setup_watermarks()  # postcore_initcall(init_per_zone_wmark_min)

@@ -29,7 +29,11 @@ def _machine_args(parser: argparse.ArgumentParser, arch_help: str) -> None:
     group.add_argument("--cpus", type=int, default=8, help="online CPUs (default: %(default)s)")
     group.add_argument("--memory", default="16G", help="RAM, e.g. 16G or 4T (default: %(default)s)")
     group.add_argument("--numa-nodes", type=int, default=1, help="NUMA nodes (default: %(default)s)")
-    group.add_argument("--fragmentation", type=float, default=0.3, help="0..1 (default: %(default)s)")
+    group.add_argument("--platform", help="firmware platform of the arch (x86: q35, server-2s; default: the arch's)")
+    group.add_argument("--initrd", default="0", help="initramfs size the machine booted with, e.g. 32M (default: none)")
+    group.add_argument("--memory-state", default="fresh",
+                       help="what the machine did before the scenario: fresh, pagecache-N (page cache at N%% of "
+                       "free memory), aged-H (H hours of mixed churn) (default: %(default)s)")
     group.add_argument("--no-gbpages", action="store_true", help="no 1 GiB direct-map pages")
     group.add_argument("--seed", type=int, default=0, help="seed of every random choice (default: %(default)s)")
 
@@ -38,7 +42,8 @@ def machine_spec(args: argparse.Namespace, arch: str) -> MachineSpec:
     try:
         return MachineSpec(
             arch=arch, cpus=args.cpus, memory=args.memory, numa_nodes=args.numa_nodes,
-            fragmentation=args.fragmentation, gbpages=not args.no_gbpages, seed=args.seed,
+            platform=args.platform, initrd=args.initrd, memory_state=args.memory_state,
+            gbpages=not args.no_gbpages, seed=args.seed,
         )
     except ValidationError as exc:
         raise PermallocError(f"machine spec: {format_validation_error(exc)}") from None

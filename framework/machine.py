@@ -273,7 +273,7 @@ class Machine:
             for _ in range(count):
                 self.emit(kind, 1, source=source)
                 self.flush_all(source=f"{source}/split_large_page")
-        if changed:
+        if changed and not self.booting:
             olds = dict(zip(pfns, old))
             base = self.arch.page_offset
             for pfn in changed:
@@ -295,7 +295,7 @@ class Machine:
             else:
                 self.emit(ev.VMAP_SPLIT_2M, 1, source=f"{source}/{alias.name}")
             self.flush_all(source=f"{source}/split_large_page")
-        if changed:
+        if changed and not self.booting:  # boot ends with a full flush: no stale entries to track
             olds = dict(zip(pfns, old))
             for pfn in changed:
                 self.tlb.add(alias.addr(pfn), (pfn,), (olds[pfn],))

@@ -99,7 +99,7 @@ ZONES = [("DMA", 16 << 20), ("DMA32", 1 << 32), ("Normal", None)]
 def permalloc_arch_boot_memory(spec: MachineSpec, image) -> BootMemory:
     fw = platform.firmware(spec.platform, spec.memory, spec.numa_nodes, spec.initrd)
     memory = platform.memblock_memory(fw.e820)
-    reserved = [(0, platform.X86_RESERVE_LOW, "low memory (X86_RESERVE_LOW)")]
+    reserved = [(0, platform.REAL_MODE_RESERVE, "first 1 MiB (reserve_real_mode)")]
     avoid = [(fw.initrd[0], fw.initrd[0] + fw.initrd[1])] if fw.initrd else []
     phys = platform.kaslr_phys(memory, image.size, avoid, spec.seed) if image is not None else None
     return BootMemory(fw.name, fw.e820, memory, ZONES, reserved, kernel_phys=phys, initrd=fw.initrd)
@@ -118,8 +118,10 @@ def permalloc_machine_boot(machine: Machine, stage: str) -> None:
     image, phys = machine.kernel_image, machine.boot_memory.kernel_phys
     if image is None or phys is None:
         return
-    if stage == "initcalls":
+    if stage == "mm_init":
+        kernelmap.preallocate_vmalloc_pages(machine)
         alias = kernelmap.map_image(machine, image, phys)
+        kernelmap.idt_ro(machine, image)
         kernelmap.smp_alternatives(machine, alias, image)
     elif stage == "late":
         alias = next(a for a in machine.aliases if a.name == "kernel high mapping")

@@ -53,6 +53,25 @@ def map_image(machine: Machine, image: KernelImage, phys: int) -> LinearAlias:
     return alias
 
 
+def preallocate_vmalloc_pages(machine: Machine) -> None:
+    """init_64.c: preallocate_vmalloc_pages (mem_init): one page-table page per top-level slot
+    of the vmalloc area, P4D pages with 5-level paging, PUD pages with 4 levels. The area
+    (VMALLOC_SIZE_TB: 12800 or 32 TiB) starts at a randomised 1 GiB boundary
+    (CONFIG_RANDOMIZE_MEMORY), so it straddles one more slot than it fills."""
+    five_level = "la57" in machine.spec.cpu_features  # X86_5LEVEL=y uses 5 levels when the CPU can
+    size = (12800 << 40) if five_level else (32 << 40)
+    slot = (256 << 40) if five_level else (512 << 30)  # PGDIR_SIZE
+    for _ in range(size // slot + 1):
+        machine.alloc_order(0, source="preallocate_vmalloc_pages")
+
+
+def idt_ro(machine: Machine, image: KernelImage) -> None:
+    """idt.c: idt_setup_apic_and_irq_gates ends with set_memory_ro(&idt_table, 1). idt_table is
+    __page_aligned_bss, the first input of .bss; the stripped image has no symbol for it, so
+    the first page of .bss stands for it (the same 2 MiB leaf in the Debian builds)."""
+    machine.cpa.set_memory("set_memory_ro", image.marker("__bss_start"), 1)
+
+
 def free_init_pages(machine: Machine, alias: LinearAlias, begin: int, end: int, what: str) -> None:
     """arch/x86/mm/init.c: free_init_pages: make the range RW+NX, then give it to the allocator."""
     begin, end = -(-begin // PAGE) * PAGE, end // PAGE * PAGE

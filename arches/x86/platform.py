@@ -30,7 +30,9 @@ PAGE_SIZE = 4096
 BIOS_BEGIN, BIOS_END = 0xA0000, 0x100000  # arch/x86/include/asm/e820/types.h
 LOAD_PHYSICAL_ADDR = 16 * MiB  # CONFIG_PHYSICAL_START (Debian), arch/x86/include/asm/page_types.h
 PHYSICAL_ALIGN = 2 * MiB  # CONFIG_PHYSICAL_ALIGN (Debian)
-X86_RESERVE_LOW = 64 << 10  # CONFIG_X86_RESERVE_LOW=64: setup.c trim_low_memory_range
+# arch/x86/realmode/init.c: reserve_real_mode -> memblock_reserve(0, SZ_1M), always (it also
+# covers CONFIG_X86_RESERVE_LOW's 64 KiB)
+REAL_MODE_RESERVE = 1 << 20
 
 
 @dataclass(frozen=True)

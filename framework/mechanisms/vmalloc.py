@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from permalloc.machine import Machine
     from permalloc.model.pagetable import Mapping
 
+POINTER_SIZE = 8  # sizeof(struct page *) on 64-bit
 _LAZY_BYTES = 32 << 20  # mm/vmalloc.c: lazy_max_pages(): 32 MiB of pages per log2(cpus)
 
 
@@ -28,7 +29,7 @@ def lazy_max_pages(cpus: int) -> int:
 class VmArea:
     """A vm_struct with its vmap_area: one vmalloc'ed block."""
 
-    __slots__ = ("addr", "size", "va_size", "range_name", "mapping", "pages", "blocks", "reset_perms")
+    __slots__ = ("addr", "size", "va_size", "range_name", "mapping", "pages", "blocks", "reset_perms", "page_array")
 
     def __init__(self, addr: int, size: int, va_size: int, range_name: str) -> None:
         self.addr = addr
@@ -39,6 +40,7 @@ class VmArea:
         self.pages: list[int] = []  # pfns of order-0 pages we own
         self.blocks: list[int] = []  # first pfns of order-9 blocks we own
         self.reset_perms = False
+        self.page_array: VmArea | None = None  # area->pages when it needs more than a page
 
     @property
     def pfns(self) -> list[int]:
@@ -113,6 +115,12 @@ class Vmalloc:
                 return area
         size = align_up(size, PAGE_SIZE)
         area = self._get_vm_area(size, range_name, align, guard=True)
+        # __vmalloc_area_node: the page array (one pointer per page) is itself vmalloc'ed when
+        # it needs more than a page ("if (array_size > PAGE_SIZE) area->pages = __vmalloc_node"),
+        # before the pages; a smaller one comes from kmalloc (slab, not modelled)
+        if (size >> PAGE_SHIFT) * POINTER_SIZE > PAGE_SIZE:
+            area.page_array = self.vmalloc((size >> PAGE_SHIFT) * POINTER_SIZE, "vmalloc", Perm.RW,
+                                           reset_perms=False, source=f"{source}/page_array")
         area.pages = self.m.alloc_pages(size >> PAGE_SHIFT, source)
         area.mapping = self.m.map(area.addr, area.pages, perm, source=source)
         area.reset_perms = reset_perms
@@ -143,6 +151,8 @@ class Vmalloc:
                 m.free_block(block, source)
         elif area.pages:
             m.free_pages(area.pages, source)
+        if area.page_array is not None:  # __vunmap: kvfree(area->pages) after the pages
+            self.vfree(area.page_array, source=f"{source}/page_array")
         if self.lazy_nr > self.lazy_max:
             # free_vmap_area_noflush schedules drain_vmap_work; modelled as purging now.
             self.purge(source="drain_vmap_area_work")

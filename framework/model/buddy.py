@@ -302,6 +302,11 @@ class Zone:
             self.nr_free -= run.count << top
         return run
 
+    def take_block(self, pfn: int, order: int, mt: int) -> None:
+        """Remove free block ``pfn`` of ``order`` from ``mt``'s list whole (no split)."""
+        self._del(pfn, order, mt)
+        self.nr_free -= 1 << order
+
     def free_top_run(self, run: Run, mt: int) -> None:
         """__free_one_page of each top-order block of ``run`` in turn: no merging at the top
         order and buddy_merge_likely is false there, so each goes to the list head."""

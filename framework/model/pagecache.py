@@ -27,19 +27,23 @@ class PageCache:
         phys.reclaim = self.reclaim
 
     def fill(self, npages: int, cpu: int) -> int:
-        """Read ``npages`` of file data on ``cpu``; returns the pages added."""
+        """Read ``npages`` of file data on ``cpu``; returns the pages added.
+
+        Order-0 movable allocations through the per-CPU list take, in the end, exactly these
+        pages: what the CPU's movable list holds, every smaller free movable block of the
+        zone (__rmqueue_smallest splits the smallest first), then whole top-order blocks from
+        the head of the list. A large fill takes the last two in bulk; the rest goes page by
+        page through the allocator, which leaves the per-CPU list as the kernel would.
+        """
         phys = self.phys
-        top_pages = 1 << (phys.zones[0].max_order - 1) if phys.zones else 1
         added = 0
         while added < npages:
             left = npages - added
-            if left >= top_pages:
-                run = self._bulk(left // top_pages, cpu)
-                if run is not None:
-                    zone, taken = run
-                    self._lru.append((-1, zone, taken))
-                    added += taken.count * top_pages
-                    continue
+            zone = self._bulk_zone(cpu, left)
+            got = self._take_bulk(zone, left) if zone is not None else 0
+            if got:
+                added += got
+                continue
             pfn = phys.alloc(0, MOVABLE, cpu)
             assert pfn is not None
             self._lru.append((pfn, None, None))
@@ -47,19 +51,44 @@ class PageCache:
         self.pages += added
         return added
 
-    def _bulk(self, blocks: int, cpu: int) -> tuple[Zone, Run] | None:
+    def _bulk_zone(self, cpu: int, left: int) -> Zone | None:
+        """The zone a large fill may take in bulk from: the first of the zonelist above its
+        low watermark, when this CPU's movable list for it is empty."""
         phys = self.phys
         for zone in phys.zonelist(phys.node_of_cpu(cpu), 99):
-            if phys.pcp(cpu, zone).lists[order_to_pindex(MOVABLE, 0)]:
-                return None  # the per-CPU list is served first
             top = zone.max_order - 1
+            if left < (1 << top) or phys.pcp(cpu, zone).lists[order_to_pindex(MOVABLE, 0)]:
+                return None
             reserve = zone.lowmem_reserve[-1] if zone.lowmem_reserve else 0
-            room = (zone.nr_free - zone.watermark["low"] - reserve) >> top
-            if room <= 0:
-                continue
-            run = zone.take_front_run(MOVABLE, min(blocks, room))
-            return (zone, run) if run is not None else None
+            if zone.nr_free - (1 << top) > zone.watermark["low"] + reserve:
+                return zone
         return None
+
+    def _take_bulk(self, zone: Zone, left: int) -> int:
+        """Whole free movable blocks, smallest order first, then top-order blocks from the
+        list head (a run at once), while the zone stays above its low watermark."""
+        reserve = zone.lowmem_reserve[-1] if zone.lowmem_reserve else 0
+        room = zone.nr_free - zone.watermark["low"] - reserve
+        taken = 0
+        top = zone.max_order - 1
+        for order in range(zone.max_order):
+            area = zone.free_area[order][MOVABLE]
+            while area.nr and taken + (1 << order) <= min(left, room):
+                if order == top:
+                    run = zone.take_front_run(MOVABLE, (min(left, room) - taken) >> top)
+                    if run is not None:
+                        self._lru.append((-1, zone, run))
+                        taken += run.count << top
+                        continue
+                pfn = area.first()
+                assert pfn is not None
+                zone.take_block(pfn, order, MOVABLE)
+                self.phys.took(pfn, order, MOVABLE)
+                self._lru.append((pfn, None, None))
+                taken += 1 << order
+            if area.nr and order < top:
+                break  # the rest of this order does not fit: page by page from here
+        return taken
 
     def drop(self, npages: int | None = None, cpu: int = 0) -> int:
         """Free up to ``npages`` (all by default), oldest first; returns the pages freed."""
@@ -68,8 +97,7 @@ class PageCache:
         while self._lru and freed < limit:
             pfn, zone, run = self._lru.popleft()
             if run is None:
-                self.phys.free(pfn, cpu)
-                freed += 1
+                freed += self.phys.free(pfn, cpu)
             else:
                 assert zone is not None
                 zone.free_top_run(run, MOVABLE)

@@ -43,6 +43,7 @@ class PhysMem:
         self.reclaim: Callable[[int], int] | None = None  # frees page cache; returns pages freed
         self.allocated_pages = 0
         self.min_free_kbytes = 0
+        self._zonelists: dict[tuple[int, int], list[Zone]] = {}
         self._starts = sorted((zone.start_pfn, i) for i, zone in enumerate(self.zones))
 
     # -- topology ---------------------------------------------------------------------------
@@ -63,8 +64,12 @@ class PhysMem:
     def zonelist(self, node: int, highest_zone: int) -> list[Zone]:
         """build_zonelists: the local node's zones from the highest allowed down, then the
         other nodes' (by distance; with no SLIT every remote node is equally far: by number)."""
-        order = [node] + [n for n in range(len(self.nodes)) if n != node]
-        return [z for n in order for z in reversed(self.nodes[n]) if z.index <= highest_zone]
+        key = (node, highest_zone)
+        zones = self._zonelists.get(key)
+        if zones is None:
+            order = [node] + [n for n in range(len(self.nodes)) if n != node]
+            zones = self._zonelists[key] = [z for n in order for z in reversed(self.nodes[n]) if z.index <= highest_zone]
+        return zones
 
     # -- watermarks -------------------------------------------------------------------------
     def setup_watermarks(self) -> None:
@@ -183,7 +188,7 @@ class PhysMem:
             if may_fail:
                 return None
             raise OutOfMemory(f"memory: no free order-{order} block ({self.free_pages()} pages free)")
-        self._took(pfn, order, mt)
+        self.took(pfn, order, mt)
         return pfn
 
     def alloc_bulk(self, count: int, mt: int, cpu: int, highest_zone: int = 99) -> list[int]:
@@ -223,11 +228,11 @@ class PhysMem:
             pfn = pcp.rmqueue(zone, 0, mt, 0)
             if pfn is None:
                 break
-            self._took(pfn, 0, mt)
+            self.took(pfn, 0, mt)
             got.append(pfn)
         return got
 
-    def _took(self, pfn: int, order: int, mt: int) -> None:
+    def took(self, pfn: int, order: int, mt: int) -> None:
         if pfn in self._allocated:
             raise AssertionError(f"pfn {pfn:#x} handed out twice")
         self._allocated[pfn] = (order, mt)
@@ -236,8 +241,9 @@ class PhysMem:
             self.zone_of(pfn).count_movable(pfn, 1 << order)
 
     # -- freeing ----------------------------------------------------------------------------
-    def free(self, pfn: int, cpu: int) -> None:
-        """__free_pages(page, order): per-CPU list for the orders it takes, else the buddy."""
+    def free(self, pfn: int, cpu: int) -> int:
+        """__free_pages(page, order): per-CPU list for the orders it takes, else the buddy.
+        Returns the pages freed."""
         found = self._allocated.pop(pfn, None)
         if found is None:
             raise ValueError(f"free of pfn {pfn:#x}, which is not allocated")
@@ -251,6 +257,7 @@ class PhysMem:
             self.pcp(cpu, zone).free(zone, pfn, order, mt)  # free_unref_page
         else:
             zone.free_one(pfn, order, mt)  # __free_pages_ok -> free_one_page
+        return 1 << order
 
     def give(self, pfn: int, cpu: int) -> None:
         """A page that was never handed out (boot memory) joins the allocator: __free_page."""

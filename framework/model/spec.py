@@ -79,5 +79,8 @@ class MachineSpec(BaseModel):
         "filled to N % of free memory), aged-H (H hours of mixed page-cache, process and kernel-allocation churn)",
     )
     gbpages: bool = Field(True, description="the CPU has 1 GiB pages (X86_FEATURE_GBPAGES) for the direct map")
+    cpu_features: frozenset[str] = Field(
+        frozenset(), description="CPU features the arch acts on, by /proc/cpuinfo flag name (x86: la57, invlpgb)"
+    )
     seed: int = Field(0, ge=0, description="seeds every random choice of the run")
     cost: CostModel = Field(default_factory=CostModel)

@@ -242,12 +242,15 @@ def permalloc_machine_start(machine: Machine) -> None:
 def permalloc_machine_boot(machine: Machine, stage: str) -> None:
     """Boot-time work of the kernel on a machine whose page allocator is up.
 
-    :param stage: ``"initcalls"`` (the kernel's initcalls run: consumers allocate what the
-        kernel allocates at boot, e.g. the BPF JIT's ptp classifier program) or ``"late"``
-        (the end of kernel_init: the arch frees init memory and write-protects the kernel
-        image, x86 free_initmem and mark_rodata_ro).
+    :param stage: ``"mm_init"`` (start_kernel, right after memblock_free_all: the early part
+        of RAM is in the buddy allocator; x86 preallocates vmalloc page tables, maps its image
+        and write-protects the IDT), ``"initcalls"`` (all RAM is free, watermarks are set and
+        the kernel's initcalls run: consumers allocate what the kernel allocates at boot, e.g.
+        the BPF JIT's ptp classifier program) or ``"late"`` (the end of kernel_init: the arch
+        frees init memory and write-protects the kernel image, x86 free_initmem and
+        mark_rodata_ro).
 
-    Called twice per machine, in that order, before ``permalloc_machine_start``. Boot events
+    Called three times per machine, in that order, before ``permalloc_machine_start``. Boot events
     shape the machine's state (DirectMap, free lists) but are not counted in the run's metrics.
     """
 

@@ -37,6 +37,7 @@ BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
     ("jump_label", "permalloc.plugins.jump_label"),
     ("ftrace", "permalloc.plugins.ftrace"),
     ("static_call", "permalloc.plugins.static_call"),
+    ("btf", "permalloc.plugins.btf"),
 )
 
 

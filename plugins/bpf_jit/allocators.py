@@ -191,6 +191,7 @@ class BpfJitState:
     unloads: int = 0
     image_bytes: int = 0  # sum of jited_len over all loads
     baseline: dict[str, int] = field(default_factory=dict)
+    boot_programs: list[str] = field(default_factory=list)  # what the kernel itself JITed at boot
 
     def get_allocator(self, machine: Machine) -> Allocator:
         if self.allocator is None:

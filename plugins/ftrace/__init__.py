@@ -83,7 +83,7 @@ FTRACE_FUNC_SITES = (VMLINUX_TEXT_SIZE // 2, VMLINUX_TEXT_SIZE // 2 + 0x100)
 @dataclass
 class ModuleRecords:
     sites: list[tuple[int, int]]  # (final address, MCOUNT_INSN_SIZE), ascending
-    pfns: list[int] = field(default_factory=list)  # the dyn_ftrace record pages
+    blocks: list[tuple[int, int]] = field(default_factory=list)  # (pfn, order) of the dyn_ftrace record groups
 
 
 @dataclass
@@ -106,13 +106,14 @@ def sites_of(module: Any) -> int:
 
 
 def record_groups(count: int) -> list[int]:
-    """ftrace_allocate_pages: the page count of each record group (2^order pages each)."""
+    """ftrace_allocate_pages -> ftrace_allocate_records: the order of each record group, one
+    __get_free_pages(GFP_KERNEL | __GFP_ZERO, order) each."""
     groups = []
     while count > 0:
         pages = -(-count // ENTRIES_PER_PAGE)
-        npages = 1 << (pages.bit_length() - 1)  # order = fls(pages) - 1
-        groups.append(npages)
-        count -= min(count, npages * ENTRIES_PER_PAGE)
+        order = pages.bit_length() - 1  # order = fls(pages) - 1
+        groups.append(order)
+        count -= min(count, (1 << order) * ENTRIES_PER_PAGE)
     return groups
 
 
@@ -134,10 +135,12 @@ def permalloc_module_finalize(machine: Machine, module: Any, staging: Any) -> di
     writes += len(offsets)
     nbytes += len(offsets) * MCOUNT_INSN_SIZE
     records = ModuleRecords([(module.address(MemClass.TEXT, off), MCOUNT_INSN_SIZE) for off in offsets])
-    for npages in record_groups(len(offsets)):
-        records.pfns += machine.alloc_pages(npages, source="ftrace_allocate_records")
+    for order in record_groups(len(offsets)):
+        pfn = machine.alloc_order(order, source="ftrace_allocate_records")
+        records.blocks.append((pfn, order))
     state(machine).modules[module.name] = records
-    return cost.report("ftrace", stage="finalize", writes=writes, bytes=nbytes, sites=len(offsets), record_pages=len(records.pfns))
+    return cost.report("ftrace", stage="finalize", writes=writes, bytes=nbytes, sites=len(offsets),
+                       record_pages=sum(1 << order for _, order in records.blocks))
 
 
 @hookimpl
@@ -156,8 +159,9 @@ def permalloc_module_coming(machine: Machine, module: Any) -> dict[str, Any] | N
 @hookimpl
 def permalloc_module_going(machine: Machine, module: Any) -> None:
     records = state(machine).modules.pop(module.name, None)
-    if records is not None and records.pfns:
-        machine.free_pages(records.pfns, source="ftrace_release_mod")
+    if records is not None:
+        for pfn, order in records.blocks:
+            machine.free_order(pfn, order, source="ftrace_release_mod")
 
 
 def _update_ftrace_func(machine: Machine) -> None:
@@ -224,7 +228,7 @@ def permalloc_result_extra(machine: Machine) -> dict[str, Any] | None:
         return None
     return {"ftrace": {
         "enabled": st.enabled, "toggles": st.toggles, "sites_patched": st.sites_patched, "batches": st.batches,
-        "modules": len(st.modules), "record_pages": sum(len(r.pfns) for r in st.modules.values()),
+        "modules": len(st.modules), "record_pages": sum(1 << o for r in st.modules.values() for _, o in r.blocks),
     }}
 
 
@@ -234,6 +238,6 @@ def permalloc_machine_release(machine: Machine) -> None:
     st = machine.state("ftrace", lambda: None)
     if st is not None:
         for records in st.modules.values():
-            if records.pfns:
-                machine.free_pages(records.pfns, source="ftrace_release_mod")
+            for pfn, order in records.blocks:
+                machine.free_order(pfn, order, source="ftrace_release_mod")
         st.modules.clear()

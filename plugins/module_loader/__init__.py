@@ -74,6 +74,12 @@ def permalloc_report_columns() -> list[ReportColumn]:
 
 
 @hookimpl
+def permalloc_kernel_image(spec: Any, policy: Any) -> Any:
+    """The vmlinux of the run's workload, when the workload carries one."""
+    return getattr(get_workload(None), "vmlinux", None)
+
+
+@hookimpl
 def permalloc_register_scenarios() -> list[Any]:
     return list(SCENARIOS)
 

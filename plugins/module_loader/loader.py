@@ -207,6 +207,9 @@ class ModuleLoader:
     def _load_one(self, info: ModuleInfo) -> LoadedModule:
         m = self.m
         mode = self.mode_for()
+        # finit_module -> kernel_read_file: the whole .ko into vmalloc(i_size) (fs/kernel_read_file.c)
+        copy = m.vmalloc.vmalloc(info.file_size, "vmalloc", Perm.RW, reset_perms=False,
+                                 source="kernel_read_file") if info.file_size else None
         lm = LoadedModule(info, self.layout.plan(info), mode=mode)
         # layout_and_allocate -> move_module: one allocation per region
         for region in lm.regions:
@@ -237,6 +240,8 @@ class ModuleLoader:
         for report in m.hook.permalloc_module_coming(machine=m, module=lm):
             if report:
                 self._record(lm, report)
+        if copy is not None:  # load_module: "Get rid of temporary copy." (free_copy -> vfree)
+            m.vmalloc.vfree(copy, source="free_copy")
         lm.state = "live"
         return lm
 

@@ -168,6 +168,8 @@ class ModuleInfo(BaseModel):
         default_factory=dict, description="undefined symbols per exporting module"
     )
     percpu_size: int = Field(default=0, ge=0, description="size of .data..percpu (allocated in the per-CPU area)")
+    file_size: int = Field(default=0, ge=0, description="bytes of the ELF image finit_module reads (uncompressed)")
+    btf_size: int = Field(default=0, ge=0, description="size of .BTF (copied by btf_module_notify at MODULE_STATE_COMING)")
 
     @field_validator("tables")
     @classmethod
