@@ -13,21 +13,23 @@ import random
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
+from permalloc import memstate
+from permalloc.boot import BOOT_CPU, boot
 from permalloc.errors import ContractError, PermallocError, PluginError
 from permalloc.mechanisms.cpa import Cpa
+from permalloc.mechanisms.process import Processes
 from permalloc.mechanisms.textpoke import TextPoke
 from permalloc.mechanisms.vmalloc import Vmalloc
 from permalloc.model import events as ev
 from permalloc.model.archinfo import ArchInfo, VRange
-from permalloc.model.directmap import LEAF_2M, DirectMap, LinearAlias
-from permalloc.model.metrics import Metrics
 from permalloc.model.buddy import UNMOVABLE
+from permalloc.model.directmap import LEAF_2M, DirectMap, LinearAlias
 from permalloc.model.kernelimage import KernelImage
+from permalloc.model.metrics import Metrics
 from permalloc.model.pages import PAGE_SHIFT, PAGE_SIZE, PAGEBLOCK_ORDER, PAGES_PER_PMD
 from permalloc.model.pagetable import KernelPageTables, Mapping
 from permalloc.model.perms import Perm
 from permalloc.model.physmem import PhysMem
-from permalloc.boot import boot
 from permalloc.model.spec import MachineSpec
 from permalloc.model.tlb import TLBState
 from permalloc.model.vspace import AddressSpace
@@ -131,8 +133,23 @@ class Machine:
         self.booting = True
         self.phys: PhysMem
         self.directmap: DirectMap
+        self.processes = Processes(self)
+        self.aged_slab: list[tuple[int, int, int]] = []
+        task_cpu, self.cpu = self.cpu, BOOT_CPU  # start_kernel and kernel_init run on the boot CPU
         boot(self)
+        self.cpu = task_cpu
+        memstate.apply(self)  # the history before the scenario: part of the starting state
         self.booting = False
+        # what the kernel holds before the scenario (boot, memory state): teardown checks
+        # that the run gives back everything else
+        self.baseline = {
+            "allocated_pages": self.phys.allocated_pages - self.page_cache.explicit,
+            "directmap_nondefault": self.directmap.nondefault_pages(),
+            "areas": self.busy_areas(),
+            "mappings": len(self.pagetables),
+            "split_2m": frozenset(self.directmap.split_2m),
+            "perm_allocs": len(self.perm.live),
+        }
         self.tlb.flush_all()  # the boot CPU flushed everything before init ran
         self.metrics = Metrics(self.spec.cpus, self.spec.cost)  # boot is the starting state, not the run
         self.hook.permalloc_machine_start(machine=self)
@@ -184,6 +201,10 @@ class Machine:
             self.atomic_depth -= 1
             if not self.atomic_depth:
                 self.emit(ev.SETTLED, 0, source=source)
+
+    def busy_areas(self) -> int:
+        """Reserved areas over every address range (shared ranges counted once)."""
+        return sum(len(space) for space in {id(s): s for s in self.spaces.values()}.values())
 
     def gauges(self) -> dict[str, int]:
         g = self.directmap.meminfo()
@@ -385,6 +406,7 @@ class Machine:
     def teardown(self) -> list[str]:
         """End of run: consumers release, arches drain, observers check; returns the problems found."""
         self.hook.permalloc_machine_release(machine=self)
+        self.processes.release()
         problems: list[str] = []
         for found in self.hook.permalloc_machine_teardown(machine=self):
             problems.extend(found or [])

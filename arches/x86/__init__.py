@@ -42,9 +42,8 @@ from permalloc import (
     hookimpl,
 )
 from permalloc.mechanisms.vmalloc import VmArea
-from permalloc.model.pages import PAGE_SIZE, pages_for
-
 from permalloc.model.memblock import BootMemory, Memblock
+from permalloc.model.pages import PAGE_SIZE, pages_for
 
 from . import bootmap, dmalias, kernelmap, layout, platform, staging
 from .blockcache import BlockCache

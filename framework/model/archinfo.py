@@ -68,6 +68,7 @@ class ArchInfo(BaseModel):
         default_factory=frozenset,
         description="relocation types that hold a zero-extended 32-bit absolute address",
     )
+    page_table_levels: int = Field(4, ge=2, le=5, description="levels of the kernel's page tables (x86 with LA57: 5)")
     features: frozenset[str] = Field(default_factory=frozenset)
 
     def reloc_in_reach(self, rtype: str, place: int, target: int) -> bool:

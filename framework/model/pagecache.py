@@ -13,8 +13,8 @@ from collections import deque
 
 from .buddy import MOVABLE, Zone
 from .freelist import Run
-from .physmem import PhysMem
 from .pcp import order_to_pindex
+from .physmem import PhysMem
 
 SWAP_CLUSTER_MAX = 32  # include/linux/swap.h: pages reclaimed per batch
 
@@ -24,6 +24,7 @@ class PageCache:
         self.phys = phys
         self._lru: deque[tuple[int, Zone | None, Run | None]] = deque()  # oldest first
         self.pages = 0
+        self.explicit = 0  # of which single blocks the allocator tracks (the rest are whole runs)
         phys.reclaim = self.reclaim
 
     def fill(self, npages: int, cpu: int) -> int:
@@ -48,6 +49,7 @@ class PageCache:
             assert pfn is not None
             self._lru.append((pfn, None, None))
             added += 1
+            self.explicit += 1
         self.pages += added
         return added
 
@@ -86,6 +88,7 @@ class PageCache:
                 self.phys.took(pfn, order, MOVABLE)
                 self._lru.append((pfn, None, None))
                 taken += 1 << order
+                self.explicit += 1 << order
             if area.nr and order < top:
                 break  # the rest of this order does not fit: page by page from here
         return taken
@@ -97,7 +100,9 @@ class PageCache:
         while self._lru and freed < limit:
             pfn, zone, run = self._lru.popleft()
             if run is None:
-                freed += self.phys.free(pfn, cpu)
+                pages = self.phys.free(pfn, cpu)
+                freed += pages
+                self.explicit -= pages
             else:
                 assert zone is not None
                 zone.free_top_run(run, MOVABLE)

@@ -28,10 +28,10 @@ if TYPE_CHECKING:
     import argparse
 
     from permalloc.machine import Machine
-    from permalloc.model.kernelimage import KernelImage
-    from permalloc.model.memblock import BootMemory, Memblock
     from permalloc.model.archinfo import ArchInfo, VRange
     from permalloc.model.events import Event
+    from permalloc.model.kernelimage import KernelImage
+    from permalloc.model.memblock import BootMemory, Memblock
     from permalloc.model.perms import Perm
     from permalloc.model.spec import MachineSpec
     from permalloc.plugin.contract import PermAllocation

@@ -25,6 +25,7 @@ ENTRY_POINT_GROUP = "permalloc"
 
 BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
     ("contract_ops", "permalloc.run.contract_ops"),
+    ("system_ops", "permalloc.run.system_ops"),
     ("policies", "permalloc.plugin.policies"),
     ("generic", "permalloc.arches.generic"),
     ("x86", "permalloc.arches.x86"),

@@ -22,9 +22,12 @@ if TYPE_CHECKING:
 
 
 class Op(BaseModel):
-    """Base of every op model: frozen, unknown fields rejected."""
+    """Base of every op model: frozen, unknown fields rejected. ``cpu`` runs the op on that
+    CPU instead of the scenario task's (per-CPU page lists are per CPU)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    cpu: int | None = Field(None, ge=0, description="the CPU the op runs on (default: the task's)")
 
 
 def _perm(value: Any) -> str:

@@ -39,6 +39,8 @@ class RunContext:
         self.allocs: dict[str, PermAllocation] = {}
         self.op_index = -1
         self.op_name = ""
+        self.task_cpu = machine.cpu  # the CPU of the task running the scenario
+        self.tasks: list[tuple[str, int]] = []  # processes entered with spawn_process (id, parent CPU)
         self._stack: list[list[Any]] = []  # [kind, snapshot at (re)start, accumulated deltas]
 
     def alloc(self, alloc_id: str) -> PermAllocation:
@@ -97,6 +99,9 @@ def run(
         optype = registry[op.op]
         ctx.op_index = machine.op_index = index
         ctx.op_name = op.op
+        if op.cpu is not None and op.cpu >= spec.cpus:
+            raise SpecError(f"ops[{index}] ({op.op}): cpu {op.cpu} does not exist; the machine has {spec.cpus} CPUs")
+        machine.cpu = op.cpu if op.cpu is not None else ctx.task_cpu
         try:
             if optype.self_measured:
                 optype.handler(ctx, op)

@@ -72,24 +72,27 @@ def permalloc_machine_boot(machine: Machine, stage: str) -> None:
 
 @hookimpl
 def permalloc_machine_start(machine: Machine) -> None:
-    state(machine).baseline = _directmap(machine)
+    st = state(machine)
+    st.baseline = _directmap(machine)
+    st.boot_report = st.allocator.report() if st.allocator is not None else {}
 
 
 @hookimpl
 def permalloc_result_extra(machine: Machine) -> dict[str, Any] | None:
     st = state(machine)
-    if st.allocator is None:
-        return None  # no BPF program was loaded on this machine
+    if st.allocator is None or not (sum(st.loads.values()) or st.unloads):
+        return None  # the run loaded no BPF program
     return {
         "bpf_jit": {
             "allocator": st.allocator.name,
             "kernel": machine.policy.kernel,
             "loads": dict(st.loads),
             "unloads": st.unloads,
-            "live_programs": len(st.programs),
+            "live_programs": len(st.programs) - len(st.boot_programs),
+            "boot_programs": len(st.boot_programs),
             "image_bytes_loaded": st.image_bytes,
-            "live_image_bytes": sum(p.image.image for p in st.programs.values()),
-            "live_alloc_bytes": sum(p.size for p in st.programs.values()),
+            "live_image_bytes": sum(p.image.image for k, p in st.programs.items() if k not in st.boot_programs),
+            "live_alloc_bytes": sum(p.size for k, p in st.programs.items() if k not in st.boot_programs),
             **st.allocator.report(),
             "directmap_before": st.baseline,
             "directmap_after": _directmap(machine),
@@ -99,10 +102,11 @@ def permalloc_result_extra(machine: Machine) -> dict[str, Any] | None:
 
 @hookimpl
 def permalloc_machine_release(machine: Machine) -> None:
-    """Unload what is still loaded."""
+    """Unload what the run still has loaded (the kernel keeps what it JITed at boot)."""
     st = state(machine)
     for prog_id in list(st.programs):
-        unload_program(machine, prog_id)
+        if prog_id not in st.boot_programs:
+            unload_program(machine, prog_id)
 
 
 @hookimpl
@@ -114,6 +118,6 @@ def permalloc_machine_teardown(machine: Machine) -> list[str]:
     report = st.allocator.report()
     problems = []
     for key in ("packs_live", "oversized_live", "areas_live"):
-        if report.get(key):
+        if report.get(key, 0) > st.boot_report.get(key, 0):
             problems.append(f"bpf_jit: {report[key]} {key.replace('_live', '')} still allocated after unloading every program")
     return problems

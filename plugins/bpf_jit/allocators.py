@@ -192,6 +192,7 @@ class BpfJitState:
     image_bytes: int = 0  # sum of jited_len over all loads
     baseline: dict[str, int] = field(default_factory=dict)
     boot_programs: list[str] = field(default_factory=list)  # what the kernel itself JITed at boot
+    boot_report: dict[str, int] = field(default_factory=dict)  # the allocator's accounting after boot
 
     def get_allocator(self, machine: Machine) -> Allocator:
         if self.allocator is None:

@@ -83,17 +83,22 @@ def permalloc_machine_teardown(machine: Machine) -> list[str]:
     """Runs after every other teardown: everything must be back where it started."""
     machine.vmalloc.purge(source="teardown")
     problems = []
-    if machine.perm.live:
-        problems.append(f"{len(machine.perm.live)} perm_alloc allocation(s) still live")
-    if machine.phys.allocated_pages:
-        problems.append(f"{machine.phys.allocated_pages} physical page(s) leaked")
-    if len(machine.pagetables):
-        problems.append(f"{len(machine.pagetables)} kernel mapping(s) leaked")
-    busy = {id(space): space for space in machine.spaces.values() if len(space)}
-    for space in busy.values():
-        problems.append(f"{len(space)} area(s) of the {space.range.name} range leaked")
-    if machine.directmap.nondefault_pages():
-        problems.append(f"{machine.directmap.nondefault_pages()} direct-map page(s) left with changed permissions")
+    live = len(machine.perm.live) - machine.baseline["perm_allocs"]
+    if live:
+        problems.append(f"{live} perm_alloc allocation(s) still live")
+    leaked = machine.phys.allocated_pages - machine.page_cache.explicit - machine.baseline["allocated_pages"]
+    if leaked:
+        problems.append(f"{leaked} physical page(s) leaked")
+    mappings = len(machine.pagetables) - machine.baseline["mappings"]
+    if mappings:
+        problems.append(f"{mappings} kernel mapping(s) leaked")
+    areas = machine.busy_areas() - machine.baseline["areas"]
+    if areas:
+        busy = sorted({space.range.name for space in machine.spaces.values() if len(space)})
+        problems.append(f"{areas} area(s) of the {'/'.join(busy)} range(s) leaked")
+    changed = machine.directmap.nondefault_pages() - machine.baseline["directmap_nondefault"]
+    if changed:
+        problems.append(f"{changed} direct-map page(s) left with changed permissions")
     if machine.strict and problems:
         raise InvariantViolation("leak at teardown: " + "; ".join(problems))
     return problems

@@ -79,7 +79,7 @@ def test_plugins_json_lists_builtins_and_external(capsys):
 
 def test_spec_schema(capsys):
     assert main(["spec", "--schema"]) == 0
-    assert "fragmentation" in json.loads(capsys.readouterr().out)["properties"]
+    assert "memory_state" in json.loads(capsys.readouterr().out)["properties"]
 
 
 def test_external_arch_overrides_one_hook(scenario_file, capsys):

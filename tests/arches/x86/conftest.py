@@ -8,6 +8,7 @@ import pytest
 
 from permalloc import Machine, MachineSpec, PolicySpec
 from permalloc.plugin.policies import BUILTIN_POLICIES
+from permalloc.testing import fresh_frontier  # noqa: F401 (the x86 tests import it from here)
 
 SWITCHES = ("block_cache", "text_poke", "live_cache", "huge")
 
@@ -38,7 +39,6 @@ def x86(policy: PolicySpec | None = None, strict: bool = True, **spec) -> Machin
     """A small deterministic x86 machine: contiguous pages unless the test asks otherwise."""
     spec.setdefault("memory", 4 << 30)
     spec.setdefault("cpus", 8)
-    spec.setdefault("fragmentation", 0.0)
     return Machine(MachineSpec(arch="x86", **spec), policy or policy_for(), strict=strict)
 
 

@@ -8,7 +8,7 @@ from permalloc.model.pages import PAGES_PER_PMD
 from permalloc.run.scenario import Scenario
 from permalloc.run.simulation import run
 
-from .conftest import load, page_frames, policy_for, x86
+from .conftest import fresh_frontier, load, page_frames, policy_for, x86
 
 CACHE = policy_for(block_cache=True)
 RFC = policy_for(block_cache=True, text_poke=True)
@@ -24,7 +24,7 @@ def test_refill_unmaps_a_whole_block_with_one_flush_and_no_2m_split():
     assert blocks.refills == 1 and set(blocks.blocks) == {block}
     assert {p // PAGES_PER_PMD for p in page_frames(m, a)} == {block // PAGES_PER_PMD}  # grouped physically
     assert all(m.directmap.perm(block + i) == Perm.NONE for i in range(PAGES_PER_PMD))  # all of it
-    assert not m.directmap.split_2m  # __set_pages_np over the whole leaf keeps it 2 MiB
+    assert not (m.directmap.split_2m - m.baseline['split_2m'])  # __set_pages_np over the whole leaf keeps it 2 MiB
     flushes = [e for e in seen if e.kind in ("flush_all", "flush_range")]
     # _vm_unmap_aliases over 2 MiB of direct map: 512 pages > 33, a full flush
     assert [(e.kind, e.source) for e in flushes] == [("flush_all", "perm_alloc/refill/_vm_unmap_aliases")]
@@ -53,7 +53,9 @@ def test_stale_executable_alias_is_flushed_before_a_writable_mapping():
 
 
 def test_order0_fallback_when_no_block_is_free():
-    m = x86(RFC, fragmentation=1.0, memory="64G")  # every pageblock already holds other pages
+    m = x86(RFC, memory="64G")
+    m.alloc_block = lambda source="": None  # the buddy allocator has no free order-9 block left
+    fresh_frontier(m)
     a = load(m, 16384)
     blocks = _state(m).blocks
     assert blocks.fallback_pages == 4 and not blocks.blocks
@@ -61,7 +63,7 @@ def test_order0_fallback_when_no_block_is_free():
     c = m.metrics.counters
     # set_direct_map_invalid_noflush per page splits the leaves around it (flush each), then
     # one _vm_unmap_aliases flush for the whole refill
-    assert m.directmap.split_2m == used
+    assert (m.directmap.split_2m - m.baseline['split_2m']) == used
     assert c["shootdowns"] == c["directmap_splits_1g"] + c["directmap_splits_2m"] + 1
     m.perm.free(a)
     assert m.perm.shrink(10) == 4  # fallback pages go back one by one
@@ -79,7 +81,7 @@ def test_shrinker_maps_pages_back_and_flushes_once_for_stale_aliases():
     flushes = [e.source for e in seen if e.kind in ("flush_all", "flush_range")]
     # the only flush: stale vmalloc aliases of the cached pages (lazily unmapped, not yet purged)
     assert flushes == ["shrinker/vm_unmap_aliases"]
-    assert m.directmap.nondefault_pages() == 0  # NP -> RW
+    assert m.directmap.nondefault_pages() == m.baseline['directmap_nondefault']  # NP -> RW
     assert not [e for e in seen if e.kind in ("split_1g", "split_2m")]  # whole 2 MiB leaf mapped back
     assert m.phys.allocated_pages == allocated - PAGES_PER_PMD
     assert m.teardown() == []
@@ -113,7 +115,7 @@ def test_pressure_op_reaches_the_shrinker():
         {"op": "free", "id": "a"},
         {"op": "pressure", "pages": 4096},
     ]})
-    result = run(scenario, MachineSpec(arch="x86", memory="4G", fragmentation=0.0, gbpages=False), RFC, strict=True)
+    result = run(scenario, MachineSpec(arch="x86", memory="4G", gbpages=False), RFC, strict=True)
     pressure = result.per_op["pressure"]
     assert pressure["shootdowns"]["max"] == 1  # the shrinker's one flush for the stale alias
     assert result.problems == []
@@ -135,9 +137,9 @@ def test_rw_change_on_an_unmapped_alias_keeps_it_not_present():
 
 
 def test_directmap_not_present_entry_ignores_rw_and_x_bits():
-    from permalloc.model.directmap import DirectMap
+    from permalloc.model.directmap import DirectMap, simple_leaves
 
-    dm = DirectMap(1 << 18, gbpages=False)
+    dm = DirectMap(simple_leaves([(0, 1 << 18)], gbpages=False))
     dm.change(range(512), Perm.NONE, Perm.RWX)  # a whole block not present
     changed, _, s2m = dm.change([3], Perm.W, Perm.NONE)
     assert (changed, s2m, dm.perm(3)) == ([], 0, Perm.NONE)

@@ -29,7 +29,7 @@ def test_suite_runs_all_sixteen_policies_and_the_rox_cache():
 def test_contract_lifecycle_on_612(kernel: str, index: int):
     # The 6.12 code paths (set_memory_rox, alias rules) keep W^X and leak nothing either.
     policy = ALL_POLICIES[index].model_copy(update={"kernel": kernel, "name": ALL_POLICIES[index].name + "-612"})
-    m: Machine = x86(policy, fragmentation=0.3)
+    m: Machine = x86(policy)
     for perm in ("RX", "R", "RW"):
         a = m.perm.alloc(20000, perm)
         m.perm.write(a, 0, 20000)
@@ -71,7 +71,7 @@ def test_frees_after_our_teardown_bypass_the_caches(index: int):
     # Consumers (module loader, BPF JIT) unload in their own permalloc_machine_teardown,
     # which pluggy may call after x86's: those late frees must not strand pages in a cache.
     late = _LateConsumer()
-    m = Machine(MachineSpec(arch="x86", memory="4G", fragmentation=0.0), ALL_POLICIES[index],
+    m = Machine(MachineSpec(arch="x86", memory="4G"), ALL_POLICIES[index],
                 plugins=[late], strict=True)
     # pluggy calls later-registered plain impls first: re-register x86 after the consumer,
     # as the entry points register "bpf_jit" and "module_loader" before "x86"

@@ -9,7 +9,7 @@ import pytest
 
 from permalloc import Machine, Perm
 
-from .conftest import policy_for, x86
+from .conftest import fresh_frontier, policy_for, x86
 
 
 def _flushes(events, kinds=("flush_all", "flush_range")):
@@ -40,6 +40,7 @@ def test_set_memory_runs_vm_unmap_aliases_first():
 
 def test_set_memory_ro_splits_the_alias_1g_2m_4k_and_forces_a_full_flush():
     m = x86()
+    fresh_frontier(m, 1, gigabyte=True)
     seen = []
     m.trace = seen.append
     a = _read_only(m, 1)
@@ -95,6 +96,7 @@ def test_no_flush_when_nothing_changed():
 
 def test_rx_finish_on_612_is_one_set_memory_rox():
     m = x86(policy_for(kernel="6.12"))
+    fresh_frontier(m, gigabyte=True)
     seen = []
     m.trace = seen.append
     a = m.perm.alloc(16384, "RX")
@@ -114,9 +116,10 @@ def test_vfree_with_reset_perms_flushes_once_plus_its_splits():
     m.perm.free(rx)
     # vm_remove_mappings: the alias is already 4 KiB, so exactly one flush, full (dmap..module span)
     assert _flushes(seen) == [("flush_all", "vfree/vm_reset_perms")]
-    assert m.directmap.nondefault_pages() == 0  # set_direct_map_default_noflush: back to RW
+    assert m.directmap.nondefault_pages() == m.baseline['directmap_nondefault']  # set_direct_map_default_noflush: back to RW
     assert m.teardown() == []
     m = x86()
+    fresh_frontier(m, 1, gigabyte=True)
     m.trace = seen.append
     rw = m.perm.alloc(4096, "RW")
     pfn = m.pagetables.lookup(rw.addr)[0].pfns[0]

@@ -190,7 +190,7 @@ def test_only_module_text_comes_from_the_cache():
 
 
 def test_teardown_leaks_nothing_and_wx_holds_under_strict_mode():
-    m = _machine(ROX_CACHE_RESET_PERMS, strict=True, fragmentation=0.3)
+    m = _machine(ROX_CACHE_RESET_PERMS, strict=True)
     live = [_live(m, size) for size in (4096, 70000, 3 << 20, 12288, 200000)]
     for a in live[::2]:
         m.perm.free(a)

@@ -10,7 +10,7 @@ from permalloc.model.pages import PAGES_PER_PMD, PMD_SIZE
 
 
 def _machine(kernel: str) -> Machine:
-    spec = MachineSpec(arch="generic", cpus=4, memory=1 << 30, fragmentation=0.0)
+    spec = MachineSpec(arch="generic", cpus=4, memory=1 << 30)
     return Machine(spec, PolicySpec(name="t", kernel=kernel))
 
 

@@ -5,7 +5,7 @@ from permalloc.model.pages import PAGE_SIZE
 
 
 def _setup(kernel: str = "6.1", pages: int = 4):
-    m = Machine(MachineSpec(arch="generic", cpus=4, memory=1 << 30, fragmentation=0.0), PolicySpec(name="t", kernel=kernel))
+    m = Machine(MachineSpec(arch="generic", cpus=4, memory=1 << 30), PolicySpec(name="t", kernel=kernel))
     area = m.vmalloc.vmalloc(pages * PAGE_SIZE, "module", reset_perms=True)
     seen: list = []
     m.trace = seen.append
@@ -32,11 +32,14 @@ def test_6_12_forces_a_full_flush_even_for_nx_only():
 
 def test_ro_changes_alias_splits_and_flushes_fully():
     m, area, seen = _setup("6.1")
+    leaves = {m.directmap.leaf_size(pfn) for pfn in area.pages}
+    splits = len({pfn >> 9 for pfn in area.pages if m.directmap.leaf_size(pfn) > PAGE_SIZE})
     m.cpa.change(area.addr, 4, Perm.NONE, Perm.W, "set_memory_ro")
-    # one split of the 2 MiB direct-map leaf (flush_tlb_all in __split_large_page),
+    # a split of each intact 2 MiB direct-map leaf (flush_tlb_all in __split_large_page),
     # then cpa_flush with force_flush_all
-    assert _flushes(seen) == ["flush_all", "flush_all"]
+    assert _flushes(seen) == ["flush_all"] * (splits + 1)
     assert m.directmap.perm(area.pages[0]) == Perm.R
+    assert {m.directmap.leaf_size(pfn) for pfn in area.pages} == {PAGE_SIZE} and leaves
 
 
 def test_no_flush_when_nothing_changed():

@@ -1,100 +1,125 @@
+"""Zones, watermarks and per-CPU lists around the buddy allocator, on machines that boot."""
+
 from __future__ import annotations
 
+import os
+
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
-from permalloc import OutOfMemory
-from permalloc.model.pages import PAGES_PER_PMD
-from permalloc.model.physmem import PhysMem
+from permalloc import Machine, MachineSpec, OutOfMemory
+from permalloc.model.buddy import MOVABLE, UNMOVABLE, Zone
+from permalloc.model.pcp import PerCpuPages, order_to_pindex, zone_batchsize, zone_highsize
+from permalloc.model.physmem import PhysMem, min_free_kbytes
 
-GIB = 1 << 30
-
-
-def test_unfragmented_order0_pages_fill_one_pageblock():
-    mem = PhysMem(GIB, fragmentation=0.0, seed=1)
-    pfns = [mem.alloc_page() for _ in range(PAGES_PER_PMD)]
-    assert len({pfn // PAGES_PER_PMD for pfn in pfns}) == 1
-    assert mem.allocated_pages == PAGES_PER_PMD
+ARCH = os.environ.get("PERMALLOC_ARCH", "generic")
 
 
-def test_fragmentation_scatters_order0_pages_over_pageblocks():
-    mem = PhysMem(GIB, fragmentation=0.9, seed=1)
-    blocks = {mem.alloc_page() // PAGES_PER_PMD for _ in range(64)}
-    assert len(blocks) > 32  # most pages land in a different pageblock
+def machine(memory: str = "2G", cpus: int = 2, **spec) -> Machine:
+    return Machine(MachineSpec(arch=ARCH, cpus=cpus, memory=memory, **spec))
 
 
-def test_order9_block_is_whole_and_never_from_a_used_pageblock():
-    mem = PhysMem(GIB, fragmentation=0.5, seed=2)
-    used = {mem.alloc_page() // PAGES_PER_PMD for _ in range(100)}
-    for _ in range(20):
-        pfn = mem.alloc_block()
-        assert pfn is not None and pfn % PAGES_PER_PMD == 0
-        block = pfn // PAGES_PER_PMD
-        assert block not in used and not mem.premixed(block)
+def test_pcp_sizes_follow_zone_batchsize_and_the_low_watermark():
+    assert zone_batchsize(500_000) == 63  # min(488, 256) / 4 = 64 -> rounddown_pow_of_two(96) - 1
+    assert zone_batchsize(3900) == 0  # a tiny zone: 0, which zone_set_pageset_high_and_batch makes 1
+    assert zone_highsize(13_966, 63, 2) == 6983
+    assert zone_highsize(100, 63, 8) == 252  # at least four batches
+    assert min_free_kbytes(2_000_000) == 5656
 
 
-def test_no_order9_block_when_every_pageblock_is_used():
-    mem = PhysMem(GIB, fragmentation=1.0, seed=0)
-    assert mem.alloc_block() is None
+def test_khugepaged_raises_min_free_kbytes_per_zone():
+    m = machine()
+    zones = {(z.node, z.name) for z in m.phys.zones}
+    # set_recommended_min_free_kbytes: 512 * zones * (2 + 3 * 3) pages, in KiB
+    assert m.phys.min_free_kbytes == 512 * len(zones) * 11 * 4
+    top = max(m.phys.zones, key=lambda z: z.managed)
+    assert top.watermark["min"] < top.watermark["low"] < top.watermark["high"]
 
 
-def test_free_and_double_free():
-    mem = PhysMem(GIB, 0.2, 3)
-    pfn = mem.alloc_page()
-    mem.free_page(pfn)
-    assert mem.allocated_pages == 0
-    with pytest.raises(ValueError, match="double free"):
-        mem.free_page(pfn)
-    block = mem.alloc_block()
-    with pytest.raises(ValueError):
-        mem.free_page(block)
-    mem.free_block(block)
-    assert mem.allocated_pages == 0
+def test_refills_come_in_batches_and_frees_are_reused_first():
+    m = machine(cpus=4)  # CPUs 2 and 3 did nothing at boot: their lists are empty
+    zone = m.phys.zonelist(0, 99)[0]
+    pcp = m.phys.pcp(2, zone)
+    first = m.phys.alloc(0, UNMOVABLE, cpu=2)
+    assert pcp.count == pcp.batch - 1  # rmqueue_bulk took a batch, one was handed out
+    second = m.phys.alloc(0, UNMOVABLE, cpu=2)
+    assert second == first + 1  # the batch is in physical order
+    m.phys.free(second, cpu=2)
+    assert m.phys.alloc(0, UNMOVABLE, cpu=2) == second  # list head: the freed page comes back first
+    other = m.phys.alloc(0, UNMOVABLE, cpu=3)
+    assert other not in (first, second) and m.phys.pcp(3, zone).count == pcp.batch - 1  # CPU 3 has its own list
 
 
-def test_out_of_memory_is_reported():
-    mem = PhysMem(4 << 20, 0.0, 0)
-    for _ in range(mem.capacity):
-        mem.alloc_page()
-    with pytest.raises(OutOfMemory, match="out of physical pages"):
-        mem.alloc_page()
+def test_free_pcppages_bulk_gives_pages_back_above_high():
+    zone = Zone("DMA32", 1, 0, 0, 1 << 14, 11, 9)
+    zone.add_boot_run(0, 16)
+    pcp = PerCpuPages(batch=7, high=28)
+    pfns = [zone.rmqueue(0, UNMOVABLE) for _ in range(40)]
+    for pfn in pfns[:27]:
+        pcp.free(zone, pfn, 0, UNMOVABLE)
+    assert pcp.count == 27
+    pcp.free(zone, pfns[27], 0, UNMOVABLE)  # reaches high: nr_pcp_free(batch << free_factor)
+    assert pcp.count == 28 - 7 and pcp.free_factor == 1
+    assert len(pcp.lists[order_to_pindex(UNMOVABLE, 0)]) == pcp.count
 
 
-def test_same_seed_same_pages():
-    a, b = PhysMem(GIB, 0.4, 9), PhysMem(GIB, 0.4, 9)
-    assert [a.alloc_page() for _ in range(300)] == [b.alloc_page() for _ in range(300)]
-    assert [a.alloc_block() for _ in range(5)] == [b.alloc_block() for _ in range(5)]
+def test_vmalloc_sized_bulk_allocations_are_order0_from_one_cpu():
+    m = machine()
+    pfns = m.phys.alloc_bulk(512, UNMOVABLE, cpu=0)
+    assert len(set(pfns)) == 512
+    assert len({pfn >> 9 for pfn in pfns}) <= 2  # a fresh machine hands out neighbouring pages
 
 
-def test_state_does_not_grow_with_ram():
-    small, huge = PhysMem(16 * GIB, 0.3, 5), PhysMem(4 << 40, 0.3, 5)
-    for mem in (small, huge):
-        for _ in range(2000):
-            mem.alloc_page()
-    # only touched pageblocks are represented, whatever the RAM size
-    assert len(huge._used) <= len(small._used) * 1.5 + 10
+def test_big_machines_prefer_normal_and_do_not_fragment_it():
+    m = machine("16G", cpus=8)
+    normal = next(z for z in m.phys.zones if z.name == "Normal")
+    pfn = m.phys.alloc(0, UNMOVABLE, cpu=3)
+    assert normal.start_pfn <= pfn < normal.end_pfn
+    assert normal.pageblock_mt(pfn) == UNMOVABLE  # ALLOC_NOFRAGMENT: a whole pageblock was stolen
 
 
-@settings(max_examples=50, deadline=None)
-@given(st.lists(st.tuples(st.booleans(), st.integers(0, 10_000)), max_size=200), st.floats(0, 1))
-def test_alloc_free_sequences_keep_the_books(ops, frag):
-    mem = PhysMem(GIB, frag, 11)
-    pages, blocks = [], []
-    for order9, pick in ops:
-        if order9:
-            pfn = mem.alloc_block()
-            if pfn is not None:
-                blocks.append(pfn)
-        elif pick % 3 and pages:
-            mem.free_page(pages.pop(pick % len(pages)))
-        else:
-            pages.append(mem.alloc_page())
-    assert len(set(pages)) == len(pages)
-    assert not {p // PAGES_PER_PMD for p in pages} & {b // PAGES_PER_PMD for b in blocks}
-    assert mem.allocated_pages == len(pages) + PAGES_PER_PMD * len(blocks)
-    for pfn in pages:
-        mem.free_page(pfn)
-    for pfn in blocks:
-        mem.free_block(pfn)
-    assert mem.allocated_pages == 0 and not mem._used and not mem._whole
+def test_exhausting_memory_reclaims_page_cache_then_fails():
+    m = machine("1G")
+    before = m.phys.free_pages()
+    m.page_cache.fill(before // 2, cpu=0)
+    got = m.phys.alloc_bulk(before // 2 + 4096, UNMOVABLE, cpu=0)  # needs part of the cache back
+    assert len(got) == before // 2 + 4096 and m.page_cache.pages < before // 2
+    with pytest.raises(OutOfMemory, match="no free order-0 block"):
+        while True:
+            m.phys.alloc(0, UNMOVABLE, cpu=0)
+
+
+def test_page_cache_fill_takes_whole_untouched_blocks():
+    m = machine("16G")
+    free = m.phys.free_pages()
+    m.page_cache.fill(free // 2, cpu=0)
+    assert m.page_cache.pages == free // 2
+    assert m.phys.free_pages() == free - free // 2
+    m.page_cache.drop()
+    assert m.phys.free_pages() == free and m.page_cache.pages == 0
+
+
+def test_state_does_not_grow_with_ram_or_cpus():
+    small, big = machine("16G", cpus=8), machine("4T", cpus=512)
+    for m in (small, big):
+        m.phys.alloc_bulk(2000, UNMOVABLE, cpu=5)
+        m.page_cache.fill(m.phys.free_pages() // 2, cpu=5)
+
+    def size(m: Machine) -> int:
+        z = [len(zone._free) + sum(len(fl.segments) for area in zone.free_area for fl in area) for zone in m.phys.zones]
+        return sum(z) + len(m.phys._pcp) + len(m.phys._allocated)
+
+    assert size(big) < 2 * size(small) + 200
+
+
+def test_physmem_is_made_of_the_zones_it_was_given():
+    zones = [Zone("DMA32", 1, 0, 0, 1 << 12, 11, 9)]
+    zones[0].add_boot_run(0, 4)
+    zones[0].uid = 0
+    phys = PhysMem([zones], cpus=1)
+    phys.setup_watermarks()
+    assert phys.free_pages() == 1 << 12
+    assert phys.zone_of(5) is zones[0]
+    with pytest.raises(ValueError, match="in no zone"):
+        phys.zone_of(1 << 20)
+    assert zones[0].free_by_type()["movable"] == 1 << 12 and zones[0].free_by_type()["unmovable"] == 0
+    assert MOVABLE == zones[0].pageblock_mt(0)

@@ -25,12 +25,12 @@ def test_spec_is_frozen_and_validated():
     assert spec.memory == 8 << 30
     with pytest.raises(ValidationError):
         spec.cpus = 4
-    with pytest.raises(ValidationError, match="fragmentation"):
-        MachineSpec(fragmentation=1.5)
+    with pytest.raises(ValidationError, match="memory_state"):
+        MachineSpec(memory_state="pagecache-150")
     with pytest.raises(ValidationError, match="extra"):
         MachineSpec(cpu=4)
 
 
 def test_schema_names_every_field():
     schema = MachineSpec.model_json_schema()
-    assert {"arch", "cpus", "memory", "numa_nodes", "fragmentation", "gbpages", "seed", "cost"} <= set(schema["properties"])
+    assert {"arch", "cpus", "memory", "numa_nodes", "platform", "initrd", "memory_state", "gbpages", "seed", "cost"} <= set(schema["properties"])

@@ -15,7 +15,6 @@ def bpf_machine(allocator: str = "pack", kernel: str = "6.1", arch: str = "gener
                 options: dict | None = None, **spec) -> Machine:
     spec.setdefault("cpus", 4)
     spec.setdefault("memory", 1 << 30)
-    spec.setdefault("fragmentation", 0.0)
     policy = PolicySpec(name="test", kernel=kernel, bpf_allocator=allocator, options=options or {})
     return Machine(MachineSpec(arch=arch, **spec), policy, strict=strict)
 

@@ -7,6 +7,7 @@ import pytest
 from permalloc import MachineSpec
 from permalloc.plugin.pluginmanager import arch_plugins, registry_manager
 from permalloc.plugins.bpf_jit.ops import load_program
+from permalloc.testing import fresh_frontier
 
 # TODO(lead): remove this skip once arches/x86 has landed.
 pytestmark = pytest.mark.skipif(
@@ -26,7 +27,8 @@ def test_pack_loads_cost_no_all_cpu_flush_once_a_pack_exists(make, delta):
 
 
 def test_per_program_splits_1g_then_2m(make, delta):
-    m = make("per-program", arch="x86", cpus=8, gbpages=True)
+    m = make("per-program", arch="x86", cpus=8, gbpages=True, memory=16 << 30)
+    fresh_frontier(m, 1, gigabyte=True)
     with delta(m) as d:
         load_program(m, "p0", 64)
     # set_memory_ro on a module address changes the direct-map alias: the 1 GiB leaf is split

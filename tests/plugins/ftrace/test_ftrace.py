@@ -23,8 +23,9 @@ def test_module_init_nops_every_site_and_sorts_the_table(patch_machine, load, re
     # ftrace_process_locs: one sort of __mcount_loc (8 n bytes) + one 5-byte NOP per site
     assert (r["writes"], r["bytes"], r["sites"]) == (n + 1, 8 * n + 5 * n, n)
     assert r["text_pokes"] == r["sync_ipis"] == r["local_flushes"] == 0  # text_poke_early: memcpy
-    # ftrace_allocate_records: 11 pages of records -> groups of 8, 2 and 1 pages
-    assert record_groups(n) == [8, 2, 1] and r["record_pages"] == 11
+    # ftrace_allocate_records: 11 pages of records -> groups of order 3, 1 and 0 (8, 2, 1 pages),
+    # one __get_free_pages each
+    assert record_groups(n) == [3, 1, 0] and r["record_pages"] == 11
     assert reports(xfs, "ftrace", "coming") == {}  # tracing is off
 
 
@@ -81,7 +82,7 @@ def test_going_releases_the_records(patch_machine, load):
 
     m = patch_machine()
     load(m, "xfs")
-    held = sum(len(r.pfns) for r in state(m).modules.values())
+    held = sum(1 << order for r in state(m).modules.values() for _, order in r.blocks)
     assert held >= 11
     seen = []
     m.trace = seen.append

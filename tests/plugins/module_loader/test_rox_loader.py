@@ -21,7 +21,7 @@ DATA = ("rodata", "ro_after_init", "data", "init_data", "init_rodata")
 
 
 def _machine(x86, policy=ROX, plugins=(), strict=True):
-    return Machine(MachineSpec(arch=x86, memory="2G", cpus=4, fragmentation=0.0), policy, plugins=plugins,
+    return Machine(MachineSpec(arch=x86, memory="2G", cpus=4), policy, plugins=plugins,
                    strict=strict)
 
 
