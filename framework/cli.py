@@ -200,6 +200,27 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_validate(args: argparse.Namespace) -> int:
+    from permalloc.model.spec import parse_size
+    from permalloc.run import validate
+
+    pm = registry_manager()
+    policy = resolve_policy(pm, args.policy) if args.policy else None
+    memory = None
+    if args.memory:
+        try:
+            memory = parse_size(args.memory)
+        except ValueError as exc:
+            raise PermallocError(f"--memory: {exc}") from None
+    report = validate.validate(args.files, pm, policies(pm), arch=args.arch, policy=policy, memory=memory,
+                               seed=args.seed)
+    if args.format == "json":
+        _write_output(json.dumps(report, indent=2) + "\n", args.output)
+    else:
+        validate.print_report(report, Console(width=max(100, Console().width)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="permalloc",
@@ -261,6 +282,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--html", metavar="DIR", help="write a static HTML report (table and plots) into DIR")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser(
+        "validate",
+        help="replay measurements of a real kernel and print simulated vs measured",
+        description="Read per-operation measurements of a real kernel (CSV files in the format of "
+        "docs/measurements.md, or a directory of them: event files plus an info file), rebuild the "
+        "measured machine (CPU count, RAM, initrd, CPU features, kernel), replay the same operations in "
+        "the same order, and print simulated next to measured per event kind: all-CPU flushes (full, "
+        "range, cpa), sync broadcasts, 2M/1G splits, DirectMap deltas, /proc/modules sizes and "
+        "set_memory_* calls, plus the boot DirectMap lines.",
+    )
+    p.add_argument("files", nargs="+", metavar="FILE|DIR", help="measurement CSV files or a directory of them")
+    p.add_argument("--policy", "-p", help="policy name or file (default: the built-in policy of the measured kernel)")
+    p.add_argument("--arch", help="arch backend (default: the policy's arch, else x86)")
+    p.add_argument("--memory", help="RAM of the measured machine (default: from the boot's present pages)")
+    p.add_argument("--seed", type=int, default=0, help="seed of every random choice (default: %(default)s)")
+    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.add_argument("-o", "--output", help="write the JSON here instead of stdout")
+    p.set_defaults(func=cmd_validate)
     return parser
 
 

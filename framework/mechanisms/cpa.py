@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from permalloc.errors import ContractError
+from permalloc.model import events as ev
 from permalloc.model.pages import PAGE_SHIFT
 from permalloc.model.perms import Perm
 
@@ -56,6 +57,7 @@ class Cpa:
            flush_tlb_all if any was. The direct-map alias is never collapsed (the alias CPA
            does not go through cpa_flush).
         """
+        self.m.emit(ev.SET_MEMORY, npages, addr, source=source, masks=bool(set_mask or clear_mask))
         if not (set_mask or clear_mask):
             return False
         with self.m.atomic(source):

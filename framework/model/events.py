@@ -32,13 +32,14 @@ ALLOC = "alloc"  # a contract allocation came to life (requested/allocated bytes
 FREE = "free"
 WX_VIOLATION = "wx_violation"  # a page became writable and executable through some aliases
 RELOC_OUT_OF_RANGE = "reloc_out_of_range"
+SET_MEMORY = "set_memory"  # a set_memory_* / change_page_attr_set_clr call (n pages; source: the function)
 NOTE = "note"  # free-form marker from a plugin (no cost)
 SETTLED = "settled"  # the end of an operation that the kernel completes before anyone looks
 
 KINDS = (
     PAGE_ALLOC, PAGE_FREE, MAP, UNMAP, PTE_PERM, DIRECTMAP_PERM, SPLIT_1G, SPLIT_2M,
     COLLAPSE_2M, VMAP_SPLIT_2M, VMAP_COLLAPSE_2M, FLUSH_LOCAL, FLUSH_RANGE, FLUSH_ALL, SYNC_IPI, TEXT_POKE,
-    STORE, ALLOC, FREE, WX_VIOLATION, RELOC_OUT_OF_RANGE, NOTE, SETTLED,
+    STORE, ALLOC, FREE, WX_VIOLATION, RELOC_OUT_OF_RANGE, SET_MEMORY, NOTE, SETTLED,
 )  # fmt: skip
 
 

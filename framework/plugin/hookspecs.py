@@ -289,6 +289,28 @@ def permalloc_register_scenarios() -> list[ScenarioSource]:
     """Contribute named scenarios (:class:`~permalloc.run.scenario.ScenarioSource`)."""
 
 
+@hookspec(firstresult=True)
+def permalloc_measurement_op(event: str, row: dict[str, str]) -> dict[str, Any] | None:
+    """Translate one row of a measurement file (docs/measurements.md) into a scenario op.
+
+    :param event: the row's ``event`` column (``mod_load``, ``bpf_load`` ...).
+    :param row: every column of the row, as text.
+
+    Called by ``permalloc validate`` for each measured event, in order. Return the op (a dict
+    as in a scenario file) that does what the measured operation did, or None if the event is
+    not yours. Stops at the first non-None result.
+    """
+
+
+@hookspec
+def permalloc_measurement_check(machine: Machine, event: str, row: dict[str, str]) -> dict[str, list[float]] | None:
+    """After a measured event was replayed: compare columns you can check on ``machine``.
+
+    Return ``{column: [measured, simulated]}`` (e.g. the module loader checks
+    ``proc_modules_size`` after ``mod_load``), or None. Every implementation runs.
+    """
+
+
 @hookspec
 def permalloc_report_columns() -> list[ReportColumn]:
     """Contribute extra rows of the totals table (:class:`~permalloc.report.tables.ReportColumn`)."""
@@ -334,4 +356,6 @@ RETURN_TYPES: dict[str, str] = {
     "permalloc_register_scenarios": "list",
     "permalloc_report_columns": "list",
     "permalloc_result_extra": "dict",
+    "permalloc_measurement_op": "dict",
+    "permalloc_measurement_check": "dict",
 }

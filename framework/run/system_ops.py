@@ -12,7 +12,7 @@ which idle one is a seeded choice) and, with ``switch``, runs the following ops 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
@@ -123,6 +123,14 @@ def permalloc_register_ops() -> list[OpType]:
         OpType("spawn_process", SpawnProcessOp, _spawn, description="start a process: kernel stack + page tables"),
         OpType("exit_process", ExitProcessOp, _exit, description="a process exits: its stack and page tables go"),
     ]
+
+
+@hookimpl
+def permalloc_measurement_op(event: str, row: dict[str, str]) -> dict[str, Any] | None:
+    """idle: a window in which the machine only slept (the noise floor)."""
+    if event == "idle":
+        return {"op": "advance", "ms": float(row.get("op_s") or 0) * 1000}
+    return None
 
 
 @hookimpl

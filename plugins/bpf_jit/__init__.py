@@ -71,6 +71,17 @@ def permalloc_machine_boot(machine: Machine, stage: str) -> None:
 
 
 @hookimpl
+def permalloc_measurement_op(event: str, row: dict[str, str]) -> dict[str, Any] | None:
+    """bpf_load: a BPF_PROG_LOAD of ``insns`` instructions whose fd is ``rc``; bpf_unload: the
+    close of that fd (``object`` is ``fd<N>``)."""
+    if event == "bpf_load":
+        return {"op": "load_bpf", "id": f"fd{row['rc']}", "insns": int(row["insns"])}
+    if event == "bpf_unload":
+        return {"op": "unload_bpf", "id": row["object"]}
+    return None
+
+
+@hookimpl
 def permalloc_machine_start(machine: Machine) -> None:
     st = state(machine)
     st.baseline = _directmap(machine)

@@ -80,6 +80,28 @@ def permalloc_kernel_image(spec: Any, policy: Any) -> Any:
 
 
 @hookimpl
+def permalloc_measurement_op(event: str, row: dict[str, str]) -> dict[str, Any] | None:
+    """mod_load: finit_module of the object (its dependencies were loaded before it, in
+    modprobe order); mod_unload: delete_module."""
+    if event == "mod_load":
+        return {"op": "load_module", "module": row["object"]}
+    if event == "mod_unload":
+        return {"op": "unload_module", "module": row["object"]}
+    return None
+
+
+@hookimpl
+def permalloc_measurement_check(machine: Machine, event: str, row: dict[str, str]) -> dict[str, list[float]] | None:
+    """/proc/modules' size of the module just loaded, by the rules of the policy's kernel."""
+    if event != "mod_load" or not row.get("proc_modules_size", "").lstrip("-").isdigit():
+        return None
+    lm = loader(machine).loaded.get(row["object"].replace("-", "_"))
+    if lm is None:
+        return None
+    return {"proc_modules_size": [int(row["proc_modules_size"]), loader(machine).proc_size(lm)]}
+
+
+@hookimpl
 def permalloc_register_scenarios() -> list[Any]:
     return list(SCENARIOS)
 
