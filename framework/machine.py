@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import random
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from permalloc.errors import ContractError, PermallocError, PluginError
 from permalloc.mechanisms.cpa import Cpa
@@ -31,6 +31,9 @@ from permalloc.model.vspace import AddressSpace
 from permalloc.plugin.contract import PermAlloc
 from permalloc.plugin.pluginmanager import machine_manager
 from permalloc.plugin.policy import DEFAULT_POLICY, PolicySpec
+
+if TYPE_CHECKING:
+    from permalloc.run.workloads import WorkloadSource
 
 T = TypeVar("T")
 _W, _X = int(Perm.W), int(Perm.X)
@@ -67,7 +70,11 @@ def _check_policy(policy: PolicySpec, arch: ArchInfo) -> None:
 
 
 class Machine:
-    """A simulated machine built from a :class:`MachineSpec` under a :class:`PolicySpec`."""
+    """A simulated machine built from a :class:`MachineSpec` under a :class:`PolicySpec`.
+
+    ``workload`` is the kernel whose data the consumers use (its modules, its vmlinux facts);
+    None lets them take the policy's default (``permalloc.run.workloads.policy_workload``).
+    """
 
     def __init__(
         self,
@@ -75,6 +82,7 @@ class Machine:
         policy: PolicySpec | None = None,
         plugins: Sequence[Any] = (),
         strict: bool = False,
+        workload: WorkloadSource | None = None,
     ) -> None:
         self.spec = spec or MachineSpec()
         self.policy = policy or DEFAULT_POLICY
@@ -86,6 +94,11 @@ class Machine:
         self.kernel = kernel_version(self.policy.kernel)
         self.pm, self.arch = machine_manager(self.spec, plugins)
         _check_policy(self.policy, self.arch)
+        if workload is not None and self.arch.machine and workload.machine != self.arch.machine:
+            raise PermallocError(
+                f"workload {workload.name} is {workload.machine}, arch {self.arch.name!r} is {self.arch.machine}"
+            )
+        self.workload = workload
         self.hook = self.pm.hook
         self.rng = random.Random(self.spec.seed)
         self.phys = PhysMem(self.spec.memory, self.spec.fragmentation, self.spec.seed)

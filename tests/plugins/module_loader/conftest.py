@@ -91,7 +91,7 @@ FOO = r"""
 extern int printk(const char *, ...);
 int foo_exported(int x) { return printk("foo %d", x); }
 static const int __sec("__ksymtab") __ksymtab_foo_exported[3];
-static const char __sec(".modinfo") modinfo[] = "name=foo\0depends=\0license=GPL";
+static const char __sec(".modinfo") modinfo[] = "name=foo\0depends=\0license=GPL\0vermagic=6.1.0-test SMP mod_unload";
 """
 
 
