@@ -133,12 +133,12 @@ def cmd_workloads(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     table = Table(title="permalloc workloads", header_style="bold")
-    for col, justify in (("name", "left"), ("kernel release", "left"), ("package", "left"), ("modules", "right"),
-                         ("machine", "left"), ("origin", "left")):
-        table.add_column(col, justify=justify)
+    for col, justify in (("name", "left"), ("kernel release", "left"), ("package (version)", "left"),
+                         ("modules", "right"), ("machine", "left")):
+        table.add_column(col, justify=justify, no_wrap=col != "package (version)", overflow="fold")
     for source in known.values():
-        table.add_row(source.name, source.kernel_release, f"{source.package} {source.version}", str(source.modules),
-                      source.machine, source.origin)
+        table.add_row(source.name, source.kernel_release, f"{source.package}\n({source.version})",
+                      str(source.modules), source.machine)
     Console(width=max(120, Console().width)).print(table)
     return 0
 

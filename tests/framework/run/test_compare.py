@@ -93,6 +93,7 @@ def test_plots_and_html(small_file, tmp_path, capsys, arch):
     assert (tmp_path / "cmp-timeline.png").stat().st_size > 10_000
     page = (html_dir / "index.html").read_text()
     assert "<table>" in page and "shootdowns" in page and 'src="bars.png"' in page
+    assert "<td>debian-6.1.0-57-amd64</td>" in page  # the workload row
     assert (html_dir / "bars.png").exists() and (html_dir / "bars-timeline.png").exists()
     assert "legacy" in capsys.readouterr().out  # the table still goes to stdout
 
