@@ -465,3 +465,5 @@ def read_vmlinux(path: str | os.PathLike[str]) -> VmlinuxInfo:
         return vmlinux_info(extract_vmlinux(image))
     except (ValueError, KeyError) as exc:
         raise VmlinuxError(path, str(exc).strip("'\"")) from None
+    except Exception as exc:  # a corrupt image must be named, never a traceback
+        raise VmlinuxError(path, f"malformed kernel image ({type(exc).__name__}: {exc})") from None

@@ -144,3 +144,23 @@ def test_cli_ingest_says_which_image_it_read(objects, tiny_kernel, tmp_path, cap
     assert "no boot/vmlinuz-<release> found next to the modules" in capsys.readouterr().err
     assert main(["ingest", str(objects.mod_a), "--vmlinuz", str(tmp_path / "nope"), "-o", str(out)]) == 2
     assert capsys.readouterr().err.strip() == f"{tmp_path / 'nope'}: no such file"
+
+
+def test_random_corruption_is_an_error_or_a_result_never_a_crash(tiny_kernel, tmp_path):
+    elf = tiny_kernel.stripped.read_bytes()
+    rng = random.Random(11)
+    path = tmp_path / "vmlinuz"
+    outcomes = set()
+    for _ in range(30):
+        data = bytearray(elf)
+        for _ in range(rng.randint(1, 8)):
+            pos = rng.choice((rng.randrange(64), rng.randrange(len(data))))  # the header, or anywhere
+            data[pos] ^= 1 << rng.randrange(8)
+        path.write_bytes(bytes(data))
+        try:
+            read_vmlinux(path)
+            outcomes.add("read")
+        except VmlinuxError as exc:
+            assert "\n" not in str(exc) and str(exc).startswith(f"{path}: ")
+            outcomes.add("error")
+    assert outcomes == {"read", "error"}

@@ -35,7 +35,9 @@ def test_run_modules_shows_the_sizes_of_that_kernel(release, tmp_path, capsys, a
 
 def test_the_table_lists_them(tmp_path, capsys, arch):
     sizes = EXPECTED["6.12.118+deb12-amd64"]
-    assert main(["run", "-s", "boot", "-p", "linux-6.12", "--arch", arch, "--memory", "4G", "--modules"]) == 0
+    scenario = tmp_path / "s.json"
+    scenario.write_text(json.dumps({"name": "xfs", "ops": [{"op": "load_module", "module": "xfs"}]}))
+    assert main(["run", "-s", str(scenario), "-p", "linux-6.12", "--arch", arch, "--memory", "4G", "--modules"]) == 0
     out = capsys.readouterr().out
     row = next(line for line in out.splitlines() if line.startswith("│ xfs "))
     assert f" {sizes['xfs']} " in row and "Live" in row
