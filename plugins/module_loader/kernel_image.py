@@ -56,30 +56,30 @@ class VmlinuxError(Exception):
 
 # --------------------------------------------------------------------------- extraction
 
-def _gunzip(data: bytes) -> bytes:
+def _gunzip(data: memoryview) -> bytes:
     return zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(data)
 
 
-def _unxz(data: bytes) -> bytes:
+def _unxz(data: memoryview) -> bytes:
     return lzma.LZMADecompressor(lzma.FORMAT_XZ).decompress(data)
 
 
-def _unlzma(data: bytes) -> bytes:
+def _unlzma(data: memoryview) -> bytes:
     return lzma.LZMADecompressor(lzma.FORMAT_ALONE).decompress(data)
 
 
-def _bunzip2(data: bytes) -> bytes:
+def _bunzip2(data: memoryview) -> bytes:
     return bz2.BZ2Decompressor().decompress(data)
 
 
-def _unzstd(data: bytes) -> bytes:
+def _unzstd(data: memoryview) -> bytes:
     import zstandard
 
     return zstandard.ZstdDecompressor().decompressobj().decompress(data)
 
 
 #: scripts/extract-vmlinux: try_decompress, in its order. None: python has no decompressor.
-_COMPRESSIONS: tuple[tuple[str, bytes, Callable[[bytes], bytes] | None], ...] = (
+_COMPRESSIONS: tuple[tuple[str, bytes, Callable[[memoryview], bytes] | None], ...] = (
     ("gzip", b"\x1f\x8b\x08", _gunzip),
     ("xz", b"\xfd7zXZ\x00", _unxz),
     ("bzip2", b"BZh", _bunzip2),
@@ -100,6 +100,7 @@ def extract_vmlinux(image: bytes) -> bytes:
 
     Raises ValueError (one line) when there is none."""
     unsupported = []
+    view = memoryview(image)  # no copy of the image per place tried
     for name, magic, decompress in _COMPRESSIONS:
         pos = image.find(magic)
         while pos >= 0:
@@ -107,7 +108,7 @@ def extract_vmlinux(image: bytes) -> bytes:
                 unsupported.append(name)
                 break
             try:
-                out = decompress(image[pos:])
+                out = decompress(view[pos:])
             except Exception:  # not a stream start after all (lzma.LZMAError, zlib.error, ...)
                 out = b""
             if _is_elf(out):

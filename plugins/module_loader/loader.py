@@ -229,11 +229,11 @@ class ModuleLoader:
             return "rox" if policy.rox_cache else "6.12"
         return "contract"
 
-    def load(self, name: str, measure: Callable[[str], Any], workload: str | None = None) -> list[str]:
-        """Load ``name`` with its dependencies from the machine's workload (or the one named by
-        ``workload``); each module is one ``module_load`` sample and one ``module_init_free``
-        sample. Returns the modules loaded."""
-        source, data = self.resolve(workload)
+    def load(self, name: str, measure: Callable[[str], Any], from_workload: str | None = None) -> list[str]:
+        """Load ``name`` with its dependencies from the machine's workload (or from the workload
+        name or file ``from_workload``); each module is one ``module_load`` sample and one
+        ``module_init_free`` sample. Returns the modules loaded."""
+        source, data = self.resolve(from_workload)
         order = self.load_order(source, data, name)
         for mod in order:
             info = self._info(source, data, mod)
