@@ -19,6 +19,7 @@ from permalloc.plugin.pluginmanager import arch_plugins, discover, registry_mana
 from permalloc.report.tables import ReportColumn, print_tables, report_json
 from permalloc.run.modelfile import format_validation_error
 from permalloc.run.registry import override_policy, policies, resolve_policy, resolve_scenario, scenarios
+from permalloc.run.workloads import resolve_workload, workloads
 
 EPILOG = "Run 'permalloc COMMAND --help' for the options of a command."
 
@@ -124,7 +125,26 @@ def cmd_policies(args: argparse.Namespace) -> int:
         print(json.dumps([p.model_dump() for p in known.values()], indent=2))
         return 0
     for policy in known.values():
-        print(f"{policy.name:12} {policy.description}")
+        runs_on = f" [workload: {policy.workload}]" if policy.workload else ""
+        print(f"{policy.name:12} {policy.description}{runs_on}")
+    return 0
+
+
+def cmd_workloads(args: argparse.Namespace) -> int:
+    known = workloads(registry_manager())
+    if args.json:
+        print(json.dumps([source.model_dump(mode="json") for source in known.values()], indent=2))
+        return 0
+    from rich.table import Table
+
+    table = Table(title="permalloc workloads", header_style="bold")
+    for col, justify in (("name", "left"), ("kernel release", "left"), ("package (version)", "left"),
+                         ("modules", "right"), ("machine", "left")):
+        table.add_column(col, justify=justify, no_wrap=col != "package (version)", overflow="fold")
+    for source in known.values():
+        table.add_row(source.name, source.kernel_release, f"{source.package}\n({source.version})",
+                      str(source.modules), source.machine)
+    Console(width=max(120, Console().width)).print(table)
     return 0
 
 
@@ -142,10 +162,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     policy = override_policy(resolve_policy(pm, args.policy), args.set)
     scenario = resolve_scenario(pm, args.scenario)
     spec = machine_spec(args, args.arch or policy.arch or "generic")
+    workload = resolve_workload(pm, args.workload) if args.workload else None
     trace_fh = open(args.trace, "w") if args.trace else None
     try:
         tracer = (lambda e: trace_fh.write(json.dumps(e.to_json()) + "\n")) if trace_fh else None
-        result = run(scenario, spec, policy, strict=args.strict, trace=tracer)
+        result = run(scenario, spec, policy, strict=args.strict, trace=tracer, workload=workload)
     finally:
         if trace_fh:
             trace_fh.close()
@@ -174,6 +195,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         chosen = [override_policy(p, args.set) for name, p in known.items()
                   if name != "default" and p.arch in (None, arch)]
     spec = machine_spec(args, arch)
+    workload = resolve_workload(pm, args.workload) if args.workload else None
     for policy in chosen:
         if policy.arch and policy.arch != arch and args.arch:
             raise PermallocError(f"policy {policy.name!r} is for arch {policy.arch!r}, not {arch!r}")
@@ -181,7 +203,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} policies"),
                   TimeElapsedColumn(), console=err, transient=True, disable=args.quiet or not err.is_terminal) as bar:
         task = bar.add_task(f"{scenario.name} on {arch}", total=len(chosen))
-        results = compare(scenario, spec, chosen, jobs=args.jobs, on_done=lambda r: bar.advance(task))
+        results = compare(scenario, spec, chosen, jobs=args.jobs, on_done=lambda r: bar.advance(task), workload=workload)
     if args.plot:
         from permalloc.report.plots import save_plots
 
@@ -247,6 +269,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_policies)
 
+    p = sub.add_parser("workloads", help="list the workloads (kernels: their modules and vmlinux facts)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=cmd_workloads)
+
     p = sub.add_parser("scenarios", help="list named scenarios")
     p.set_defaults(func=cmd_scenarios)
 
@@ -256,6 +282,9 @@ def build_parser() -> argparse.ArgumentParser:
     _machine_args(p, "the policy's arch, else generic")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                    help="override a policy field, e.g. --set live_cache=true (repeatable)")
+    p.add_argument("--workload", "-w", metavar="NAME|FILE",
+                   help="workload (kernel) to run on, as `permalloc workloads` lists them, or a workload file "
+                   "(default: the policy's)")
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.add_argument("-o", "--output", help="write the JSON here instead of stdout")
     p.add_argument("--trace", metavar="FILE", help="write every event as JSON Lines")
@@ -268,11 +297,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run a scenario under several policies and compare TLB shootdowns, direct-map "
         "splits, huge pages, memory overhead, W^X exposure and relocation reach. With no arguments: "
         "the default scenario (boot + bpf-churn + tracing) under every built-in policy on x86 with "
-        "8 CPUs and 16 GiB.",
+        "8 CPUs and 16 GiB, each policy on the workload of the kernel it models.",
     )
     p.add_argument("--scenario", "-s", default="default", help="scenario name or .json/.toml file (default: %(default)s)")
     p.add_argument("--policy", "-p", action="append", help="policy name or file (repeatable; default: all built-ins for the arch)")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override a field of every policy")
+    p.add_argument("--workload", "-w", metavar="NAME|FILE",
+                   help="run every policy on this workload (default: each policy on its own kernel's workload)")
     _machine_args(p, "the policies' arch, else x86")
     p.add_argument("--jobs", "-j", type=int, default=os.cpu_count() or 1,
                    help="policies run in parallel processes; results do not depend on it (default: %(default)s)")

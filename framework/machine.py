@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import random
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from permalloc import memstate
 from permalloc.boot import BOOT_CPU, boot
@@ -36,6 +36,9 @@ from permalloc.model.vspace import AddressSpace
 from permalloc.plugin.contract import PermAlloc
 from permalloc.plugin.pluginmanager import machine_manager
 from permalloc.plugin.policy import DEFAULT_POLICY, PolicySpec
+
+if TYPE_CHECKING:
+    from permalloc.run.workloads import WorkloadSource
 
 T = TypeVar("T")
 _W, _X = int(Perm.W), int(Perm.X)
@@ -72,7 +75,11 @@ def _check_policy(policy: PolicySpec, arch: ArchInfo) -> None:
 
 
 class Machine:
-    """A simulated machine built from a :class:`MachineSpec` under a :class:`PolicySpec`."""
+    """A simulated machine built from a :class:`MachineSpec` under a :class:`PolicySpec`.
+
+    ``workload`` is the kernel whose data the consumers use (its modules, its vmlinux facts);
+    None lets them take the policy's default (``permalloc.run.workloads.policy_workload``).
+    """
 
     def __init__(
         self,
@@ -80,6 +87,7 @@ class Machine:
         policy: PolicySpec | None = None,
         plugins: Sequence[Any] = (),
         strict: bool = False,
+        workload: WorkloadSource | None = None,
     ) -> None:
         self.spec = spec or MachineSpec()
         self.policy = policy or DEFAULT_POLICY
@@ -91,6 +99,11 @@ class Machine:
         self.kernel = kernel_version(self.policy.kernel)
         self.pm, self.arch = machine_manager(self.spec, plugins)
         _check_policy(self.policy, self.arch)
+        if workload is not None and self.arch.machine and workload.machine != self.arch.machine:
+            raise PermallocError(
+                f"workload {workload.name} is {workload.machine}, arch {self.arch.name!r} is {self.arch.machine}"
+            )
+        self.workload = workload
         self.hook = self.pm.hook
         self.rng = random.Random(self.spec.seed)
         # The task that runs the scenario starts on a CPU the scheduler picks; with nothing

@@ -75,6 +75,7 @@ def describe(spec: MachineSpec) -> ArchInfo:
         description="x86-64, 4-level paging: module area with KASLR offset, 1 GiB/2 MiB direct map, "
         "text_poke through a temporary mm, the RFC's four perm_alloc optimisations as policy switches, "
         "and the execmem ROX cache",
+        machine="x86_64",  # arch/x86/Makefile: UTS_MACHINE := x86_64 (CONFIG_X86_64)
         page_offset=PAGE_OFFSET,
         ranges={
             "module": VRange(name="module", start=MODULES_VADDR, end=MODULES_END),

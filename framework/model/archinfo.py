@@ -42,6 +42,10 @@ class ArchInfo(BaseModel):
 
     name: str
     description: str = ""
+    machine: str | None = Field(
+        None, description="ELF machine of the kernels it models, as uname -m prints it (x86_64, aarch64); "
+        "None: any (workloads of every machine run on it)"
+    )
     page_offset: int = Field(description="virtual base of the direct map (PAGE_OFFSET)")
     ranges: dict[str, VRange] = Field(
         description="named kernel ranges; 'module', 'vmalloc' and 'kernel_image' are expected"

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from permalloc.plugin.policy import PolicySpec
     from permalloc.report.tables import ReportColumn
     from permalloc.run.scenario import OpType, ScenarioSource
+    from permalloc.run.workloads import WorkloadSource
 
 PROJECT = "permalloc"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -312,6 +313,17 @@ def permalloc_measurement_check(machine: Machine, event: str, row: dict[str, str
 
 
 @hookspec
+def permalloc_register_workloads() -> list[WorkloadSource]:
+    """Contribute named workloads (:class:`~permalloc.run.workloads.WorkloadSource`).
+
+    A workload is the data of one kernel package (its modules and vmlinux facts, as
+    ``permalloc ingest`` writes them). Build each source with
+    :func:`~permalloc.run.workloads.read_header` from its file. ``permalloc workloads``
+    lists them; ``--workload NAME`` and a policy's ``workload`` name them.
+    """
+
+
+@hookspec
 def permalloc_report_columns() -> list[ReportColumn]:
     """Contribute extra rows of the totals table (:class:`~permalloc.report.tables.ReportColumn`)."""
 
@@ -354,6 +366,7 @@ RETURN_TYPES: dict[str, str] = {
     "permalloc_register_ops": "list",
     "permalloc_register_policies": "list",
     "permalloc_register_scenarios": "list",
+    "permalloc_register_workloads": "list",
     "permalloc_report_columns": "list",
     "permalloc_result_extra": "dict",
     "permalloc_measurement_op": "dict",

@@ -19,6 +19,11 @@ class PolicySpec(BaseModel):
     name: str = Field(pattern=r"^[A-Za-z0-9_.+-]+$")
     description: str = ""
     kernel: str = Field("6.1", description="kernel whose code paths are followed where versions differ")
+    workload: str | None = Field(
+        None,
+        description="workload it runs on unless --workload says otherwise: a name that `permalloc workloads` "
+        "lists, or a workload file; None: the workload of its kernel (else the newest older one, else the oldest)",
+    )
     arch: str | None = Field(None, description="arch this policy is meant for (None: any)")
     module_layout: str = Field("contiguous", description="contiguous | rfc | module-memory (layout plugins)")
     text_loading: Literal["set_memory", "text_poke"] = Field(

@@ -41,6 +41,9 @@ def write_html(
     save_plots(results, scenario, out / "bars.png")
     head = "".join(f"<th>{html.escape(r.policy)}</th>" for r in results)
     rows = []
+    if any(r.workload for r in results):
+        cells = "".join(f"<td>{html.escape(r.workload or '-')}</td>" for r in results)
+        rows.append(f'<tr><td title="the workload (kernel) each policy ran on">workload</td>{cells}</tr>')
     for name in METRICS:
         values = [r.totals[name] for r in results]
         best = min(values)

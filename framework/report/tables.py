@@ -38,6 +38,7 @@ class ResultDocument(BaseModel):
     model_config = ConfigDict(extra="forbid")
     policy: str
     arch: str
+    workload: str | None = None
     totals: dict[str, int | float]
     per_op: dict[str, dict[str, int | Stat]]
     extra: dict[str, Any] = {}
@@ -87,14 +88,15 @@ def report_csv(scenario: str, results: Sequence[PolicyResult]) -> str:
     """One row per policy and metric: totals, then per-op mean/median/max."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["scenario", "policy", "arch", "op", "metric", "total", "count", "mean", "median", "max"])
+    writer.writerow(["scenario", "policy", "arch", "workload", "op", "metric", "total", "count", "mean", "median", "max"])
     for r in results:
+        head = [scenario, r.policy, r.arch, r.workload or ""]
         for name in METRICS:
-            writer.writerow([scenario, r.policy, r.arch, "all", name, r.totals[name], "", "", "", ""])
+            writer.writerow([*head, "all", name, r.totals[name], "", "", "", ""])
         for kind, stats in r.per_op.items():
             for name in METRICS:
                 s = stats[name]
-                writer.writerow([scenario, r.policy, r.arch, kind, name, "", stats["count"], s["mean"], s["median"], s["max"]])
+                writer.writerow([*head, kind, name, "", stats["count"], s["mean"], s["median"], s["max"]])
     return buf.getvalue()
 
 
@@ -123,11 +125,26 @@ class ReportColumn:
     value: Callable[[PolicyResult], Any]
 
 
+def _workload_label(name: str | None, width: int = 12) -> str:
+    """A workload name broken after dashes into lines of at most ``width`` (where it can), so
+    that it stays whole in a narrow column: ``debian-6.12.118-amd64`` -> three lines."""
+    if not name:
+        return "-"
+    lines = [""]
+    for part in name.replace("-", "-\n").splitlines():
+        if lines[-1] and len(lines[-1]) + len(part) > width:
+            lines.append("")
+        lines[-1] += part
+    return "\n".join(lines)
+
+
 def totals_table(scenario: str, results: Sequence[PolicyResult], columns: Sequence[ReportColumn] = ()) -> Table:
     table = Table(title=f"scenario {scenario}: totals", header_style="bold")
     table.add_column("metric")
     for r in results:
         table.add_column(f"{r.policy}\n({r.arch})", justify="right")
+    if any(r.workload for r in results):
+        table.add_row("workload", *[_workload_label(r.workload) for r in results], end_section=True)
     for name in METRICS:
         fmt = _bytes if name.endswith("_bytes") else _fmt
         table.add_row(name, *[fmt(r.totals[name]) for r in results])

@@ -10,15 +10,19 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 
 from permalloc.model.spec import MachineSpec
+from permalloc.plugin.pluginmanager import registry_manager
 from permalloc.plugin.policy import PolicySpec
 from permalloc.run.scenario import Scenario
 from permalloc.run.simulation import PolicyResult, run
+from permalloc.run.workloads import WorkloadSource, policy_workload
 
 TIMELINE_POINTS = 200
 
 
-def _run_one(scenario: Scenario, spec: MachineSpec, policy: PolicySpec, every: int) -> PolicyResult:
-    return run(scenario, spec, policy, timeline_every=every)
+def _run_one(
+    scenario: Scenario, spec: MachineSpec, policy: PolicySpec, every: int, workload: WorkloadSource | None
+) -> PolicyResult:
+    return run(scenario, spec, policy, timeline_every=every, workload=workload)
 
 
 def compare(
@@ -27,19 +31,25 @@ def compare(
     policies: Sequence[PolicySpec],
     jobs: int = 1,
     on_done: Callable[[PolicyResult], None] | None = None,
+    workload: WorkloadSource | None = None,
 ) -> list[PolicyResult]:
-    """Results in the order of ``policies``, whatever ``jobs`` is."""
+    """Results in the order of ``policies``, whatever ``jobs`` is.
+
+    Each policy runs on its own default workload (:func:`policy_workload`) unless
+    ``workload`` forces one for all."""
     every = max(1, len(scenario.ops) // TIMELINE_POINTS)
     specs = [spec.model_copy(update={"arch": policy.arch or spec.arch}) for policy in policies]
+    pm = registry_manager()
+    loads = [workload or policy_workload(pm, policy) for policy in policies]
     results: dict[int, PolicyResult] = {}
     if jobs <= 1 or len(policies) == 1:
         for i, policy in enumerate(policies):
-            results[i] = _run_one(scenario, specs[i], policy, every)
+            results[i] = _run_one(scenario, specs[i], policy, every, loads[i])
             if on_done:
                 on_done(results[i])
     else:
         with ProcessPoolExecutor(max_workers=min(jobs, len(policies))) as pool:
-            futures = {pool.submit(_run_one, scenario, specs[i], p, every): i for i, p in enumerate(policies)}
+            futures = {pool.submit(_run_one, scenario, specs[i], p, every, loads[i]): i for i, p in enumerate(policies)}
             for future in as_completed(futures):
                 results[futures[future]] = future.result()
                 if on_done:

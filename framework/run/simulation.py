@@ -13,8 +13,10 @@ from permalloc.machine import Machine
 from permalloc.model.events import Event
 from permalloc.model.spec import MachineSpec
 from permalloc.plugin.contract import PermAllocation
+from permalloc.plugin.pluginmanager import registry_manager
 from permalloc.plugin.policy import PolicySpec
 from permalloc.run.scenario import Scenario, op_registry
+from permalloc.run.workloads import WorkloadSource, policy_workload
 
 
 class PolicyResult(BaseModel):
@@ -24,6 +26,7 @@ class PolicyResult(BaseModel):
 
     policy: str
     arch: str
+    workload: str | None = None  # the name of the workload it ran on (None: no workload registered)
     totals: dict[str, int | float]
     per_op: dict[str, dict[str, Any]]
     extra: dict[str, Any] = {}
@@ -87,9 +90,14 @@ def run(
     trace: Callable[[Event], None] | None = None,
     timeline_every: int = 0,
     progress: Callable[[int, int], None] | None = None,
+    workload: WorkloadSource | None = None,
 ) -> PolicyResult:
-    """Run ``scenario`` on a new machine; free everything and check for leaks afterwards."""
-    machine = Machine(spec, policy, plugins=plugins, strict=strict)
+    """Run ``scenario`` on a new machine; free everything and check for leaks afterwards.
+
+    ``workload`` defaults to the policy's (:func:`~permalloc.run.workloads.policy_workload`)."""
+    if workload is None:
+        workload = policy_workload(registry_manager(plugins), policy)
+    machine = Machine(spec, policy, plugins=plugins, strict=strict, workload=workload)
     machine.trace = trace
     registry = op_registry(t for types in machine.hook.permalloc_register_ops() for t in types)
     ops = scenario.validated(registry)
@@ -127,6 +135,7 @@ def run(
         machine.perm.free(alloc)
     problems = machine.teardown()
     return PolicyResult(
-        policy=policy.name, arch=spec.arch, totals=totals, per_op=per_op, extra=extra,
+        policy=policy.name, arch=spec.arch, workload=workload.name if workload else None, totals=totals,
+        per_op=per_op, extra=extra,
         timeline=timeline, problems=problems,
     )

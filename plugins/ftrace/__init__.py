@@ -9,8 +9,11 @@ ftrace_process_locs (6.1 l.6739; 6.12 l.7082) sorts the module's ``__mcount_loc`
 ftrace_init_nop -> ftrace_make_nop -> ftrace_modify_code_direct
 (arch/x86/kernel/ftrace.c 6.1 l.108) -> text_poke_early of MCOUNT_INSN_SIZE (5) bytes, a
 plain memcpy into the still-RW final mapping (Debian builds with ``-mrecord-mcount``
-(FTRACE_MCOUNT_USE_CC), so ftrace_need_init_nop() is true). The RFC points these writes
-at the staging buffer. Counted: ``n + 1`` writes, ``5 n + 8 n`` bytes.
+(FTRACE_MCOUNT_USE_CC), so ftrace_need_init_nop() is true). The sites are the entries of
+FTRACE_CALLSITE_SECTION, ``__mcount_loc`` on x86 (see
+:data:`permalloc.plugins.module_loader.rules.FTRACE_CALLSITE_SECTION`; 6.12 modules also have
+a ``__patchable_function_entries`` for call padding, which ftrace does not read). The RFC
+points these writes at the staging buffer. Counted: ``n + 1`` writes, ``5 n + 8 n`` bytes.
 
 COMING (ftrace_module_enable, 6.1 l.7093; 6.12 l.7481, from prepare_coming_module): if
 tracing is on, every site of the module becomes a call again with text_poke_queue, and
@@ -30,9 +33,10 @@ FTRACE_UPDATE_TRACE_FUNC (the traced function changes between ftrace_stub and th
 4. ftrace_update_ftrace_func(the tracer, or ftrace_stub): 2 more single-site batches.
 
 The issue asks for the traceable sites of loaded modules; vmlinux's own sites are patched
-too only when the op says ``"vmlinux": true`` (38213 sites, see VMLINUX_MCOUNT below); a
-disable undoes whatever the enable patched. Enabling while enabled (or disabling while
-disabled) does nothing.
+too only when the op says ``"vmlinux": true``: the run-time sites of the workload's vmlinux
+(``VmlinuxTables.mcount_loc_runtime``, the records left once ftrace_free_init_mem dropped the
+init-text ones); a disable undoes whatever the enable patched. Enabling while enabled (or
+disabling while disabled) does nothing.
 
 Going (ftrace_release_mod, 6.1 l.7018; 6.12 l.7407): the module's record pages are freed;
 no text is written.
@@ -40,7 +44,8 @@ no text is written.
 Assumptions: the workload has no site addresses, so a module's sites are spread evenly
 over its core text (init functions are traceable too, but the init-text records that
 ftrace_free_mem drops after init are not modelled separately), and vmlinux's over its .text.
-``ftrace_call``/``ftrace_regs_call`` sit at fixed model offsets in vmlinux text.
+``ftrace_call``/``ftrace_regs_call`` are symbols, which the stripped image does not have: they
+sit at model offsets in the middle of vmlinux text (:func:`ftrace_func_sites`).
 """
 
 from __future__ import annotations
@@ -49,14 +54,16 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from permalloc import Machine, SpecError, hookimpl
+from permalloc.plugins.module_loader import loader
 from permalloc.plugins.module_loader.patching import (
-    VMLINUX_TEXT_SIZE,
     PatchCost,
     class_bytes,
     section_span,
     spread,
     vmlinux_text,
 )
+from permalloc.plugins.module_loader.patching import vmlinux as vmlinux_info
+from permalloc.plugins.module_loader.rules import FTRACE_CALLSITE_SECTION
 from permalloc.plugins.module_loader.workload import MemClass
 from permalloc.run.scenario import Op, OpType
 
@@ -66,18 +73,13 @@ MCOUNT_INSN_SIZE = 5  # arch/x86/include/asm/ftrace.h 6.1 l.10
 MCOUNT_LOC_ENTRY = 8  # unsigned long per site in __mcount_loc
 ENTRIES_PER_PAGE = 256  # kernel/trace/ftrace.c 6.1 l.1104: PAGE_SIZE / sizeof(struct dyn_ftrace)
 
-#: Debian 6.1.0-54-amd64 vmlinux (scripts/extract-vmlinux of boot/vmlinuz-6.1.0-54-amd64):
-#: the image is stripped, so __start_mcount_loc is not a symbol; the table is the run of
-#: 40482 ascending 8-byte addresses inside .init.data that all point into .text/.init.text at
-#: a ``call __fentry__`` (0xe8), i.e. "ftrace: allocating 40482 entries in 159 pages" at
-#: boot. 2269 of them are in .init.text and are dropped with the init memory
-#: (ftrace_free_init_mem), which leaves 38213 traceable sites at run time.
-VMLINUX_MCOUNT = 40482
-VMLINUX_MCOUNT_INIT = 2269
-VMLINUX_MCOUNT_RUNTIME = VMLINUX_MCOUNT - VMLINUX_MCOUNT_INIT
 
-# Model positions of ftrace_call / ftrace_regs_call (in ftrace_caller / ftrace_regs_caller).
-FTRACE_FUNC_SITES = (VMLINUX_TEXT_SIZE // 2, VMLINUX_TEXT_SIZE // 2 + 0x100)
+
+def ftrace_func_sites(machine: Machine) -> tuple[int, int]:
+    """Model offsets of ftrace_call / ftrace_regs_call in vmlinux text (in ftrace_caller /
+    ftrace_regs_caller; the stripped image has no symbols): the middle of the text."""
+    middle = vmlinux_info(machine).text_size // 2
+    return middle, middle + 0x100
 
 
 @dataclass
@@ -100,9 +102,9 @@ def state(machine: Machine) -> FtraceState:
     return machine.state("ftrace", FtraceState)
 
 
-def sites_of(module: Any) -> int:
-    """FTRACE_CALLSITE_SECTION: __mcount_loc (or __patchable_function_entries)."""
-    return module.info.table("__mcount_loc") + module.info.table("__patchable_function_entries")
+def callsite_section(machine: Machine) -> str:
+    """FTRACE_CALLSITE_SECTION of the machine's kernel (kernel/module/main.c:find_module_sections)."""
+    return FTRACE_CALLSITE_SECTION[loader(machine).workload.machine]
 
 
 def record_groups(count: int) -> list[int]:
@@ -119,17 +121,17 @@ def record_groups(count: int) -> list[int]:
 
 @hookimpl
 def permalloc_module_finalize(machine: Machine, module: Any, staging: Any) -> dict[str, Any] | None:
-    count = sites_of(module)
+    section = callsite_section(machine)
+    count = module.info.table(section)
     if not count:
         return None
     cost = PatchCost(machine)
     writes = nbytes = 0
-    for name in ("__mcount_loc", "__patchable_function_entries"):
-        span = section_span(module.info, name)
-        if span is not None and span[2]:
-            staging.store(span[0], span[1], span[2], "ftrace_process_locs/sort")
-            writes += 1
-            nbytes += span[2]
+    span = section_span(module.info, section)
+    if span is not None and span[2]:
+        staging.store(span[0], span[1], span[2], "ftrace_process_locs/sort")
+        writes += 1
+        nbytes += span[2]
     offsets = spread(class_bytes(module.info, MemClass.TEXT), count, MCOUNT_INSN_SIZE)
     staging.store_sites(MemClass.TEXT, offsets, MCOUNT_INSN_SIZE, "ftrace_init_nop/text_poke_early")
     writes += len(offsets)
@@ -166,7 +168,7 @@ def permalloc_module_going(machine: Machine, module: Any) -> None:
 
 def _update_ftrace_func(machine: Machine) -> None:
     base = vmlinux_text(machine)
-    for offset in FTRACE_FUNC_SITES:
+    for offset in ftrace_func_sites(machine):
         machine.text.bp_batch([(base + offset, MCOUNT_INSN_SIZE)], source="ftrace_update_ftrace_func")
 
 
@@ -179,7 +181,9 @@ def toggle(machine: Machine, enable: bool, vmlinux: bool = False) -> int:
     sites: list[tuple[int, int]] = []
     if with_vmlinux:
         base = vmlinux_text(machine)
-        sites += [(base + off, MCOUNT_INSN_SIZE) for off in spread(VMLINUX_TEXT_SIZE, VMLINUX_MCOUNT_RUNTIME, MCOUNT_INSN_SIZE)]
+        image = vmlinux_info(machine)
+        offsets = spread(image.text_size, image.tables.mcount_loc_runtime, MCOUNT_INSN_SIZE)
+        sites += [(base + off, MCOUNT_INSN_SIZE) for off in offsets]
     for records in st.modules.values():
         sites += records.sites
     _update_ftrace_func(machine)  # to ftrace_ops_list_func

@@ -29,9 +29,10 @@ nothing (0 sites).
 Going: jump_label_del_module (6.1 l.720; 6.12 l.772) unlinks the module's static_key_mods;
 no text writes.
 
-The key model (which key each entry uses, which keys are enabled) is an assumption: see
-:mod:`.keys`. Key names in ops: ``kN`` is vmlinux key N (0..2819), ``module:kN`` key N
-defined by a loaded module, any other name a vmlinux key chosen by hash.
+The key model (which key each entry uses, which keys are enabled) is an assumption built on
+the real keys of the workload's vmlinux: see :mod:`.keys`. Key names in ops: ``kN`` is
+vmlinux key N, ``module:kN`` key N defined by a loaded module, ``off:N`` the N-th vmlinux
+key that is disabled after boot, any other name a vmlinux key chosen by hash.
 
 Also registers the ``tracing`` scenario (see :func:`tracing`).
 """
@@ -45,7 +46,14 @@ from typing import Any, Literal
 from pydantic import Field
 
 from permalloc import Machine, SpecError, hookimpl
-from permalloc.plugins.module_loader.patching import PatchCost, class_bytes, section_span, spread, vmlinux_text
+from permalloc.plugins.module_loader.patching import (
+    PatchCost,
+    class_bytes,
+    section_span,
+    spread,
+    vmlinux,
+    vmlinux_text,
+)
 from permalloc.plugins.module_loader.scenarios import BOOT_MODULES
 from permalloc.plugins.module_loader.workload import MemClass
 from permalloc.run.scenario import Op, OpType, Scenario, ScenarioSource
@@ -67,6 +75,7 @@ class ModuleJumps:
 
 @dataclass
 class JumpLabelState:
+    model: km.VmlinuxKeys  # the keys of the machine's vmlinux
     keys: dict[tuple[str, int], km.Key] = field(default_factory=dict)
     modules: dict[str, ModuleJumps] = field(default_factory=dict)
     flips: int = 0
@@ -79,12 +88,13 @@ class JumpLabelState:
             owner, index = ident
             if owner:
                 raise SpecError(f"static key {owner}:k{index}: module {owner} is not loaded or defines fewer keys")
-            found = self.keys[ident] = km.Key("", index, km.init_true("", index), km.boot_enabled(index))
+            found = self.keys[ident] = km.Key("", index, self.model.init_true_of("", index),
+                                              self.model.boot_enabled(index))
         return found
 
 
 def state(machine: Machine) -> JumpLabelState:
-    return machine.state("jump_label", JumpLabelState)
+    return machine.state("jump_label", lambda: JumpLabelState(km.VmlinuxKeys.of(vmlinux(machine))))
 
 
 @hookimpl
@@ -129,12 +139,12 @@ def permalloc_module_coming(machine: Machine, module: Any) -> dict[str, Any] | N
     st = state(machine)
     cost = PatchCost(machine)
     own_keys_of = {name: mj.own_keys for name, mj in st.modules.items()}
-    entries, own = km.module_entries(module.info, own_keys_of)
+    entries, own = km.module_entries(st.model, module.info, own_keys_of)
     by_key = _place(module, entries)
     st.modules[module.name] = ModuleJumps(module, by_key, own)
     for index in range(own):
         ident = (module.name, index)
-        start = km.init_true(module.name, index)
+        start = st.model.init_true_of(module.name, index)
         st.keys[ident] = km.Key(module.name, index, start, start)
     linked = patched_keys = sites = nbytes = batches = 0
     for ident in sorted(by_key):
@@ -155,7 +165,9 @@ def permalloc_module_coming(machine: Machine, module: Any) -> dict[str, Any] | N
 
 @hookimpl
 def permalloc_module_going(machine: Machine, module: Any) -> None:
-    st = state(machine)
+    st = machine.state("jump_label", lambda: None)
+    if st is None:
+        return  # no module with a jump table came
     mj = st.modules.pop(module.name, None)
     if mj is None:
         return
@@ -170,7 +182,7 @@ def permalloc_module_going(machine: Machine, module: Any) -> None:
 def flip(machine: Machine, name: str, enable: bool) -> int:
     """static_key_enable / static_key_disable; returns the sites patched."""
     st = state(machine)
-    key = st.key(km.parse_key(name))
+    key = st.key(st.model.parse_key(name))
     if key.enabled == enable:
         return 0
     key.enabled = enable
@@ -186,7 +198,7 @@ def flip(machine: Machine, name: str, enable: bool) -> int:
         total += n
         batches += b
     if not key.owner:
-        sites = km.vmlinux_sites(vmlinux_text(machine), key.index)
+        sites = st.model.vmlinux_sites(vmlinux_text(machine), vmlinux(machine).text_size, key.index)
         n, _, b = _update(machine, [(addr, length, False) for addr, length in sites], False, source)
         total += n
         batches += b
@@ -198,7 +210,8 @@ def flip(machine: Machine, name: str, enable: bool) -> int:
 
 class StaticKeyOp(Op):
     op: Literal["static_key"]
-    key: str = Field(min_length=1, description="kN (vmlinux key N), module:kN, or any name (hashed to a vmlinux key)")
+    key: str = Field(min_length=1, description="kN (vmlinux key N), module:kN, off:N (the N-th vmlinux key that is "
+                     "disabled after boot), or any name (hashed to a vmlinux key)")
     enable: bool
 
 
@@ -228,8 +241,10 @@ TRACING_KEYS = 50
 
 
 def tracing() -> Scenario:
-    """Boot set, ftrace on then off (module sites), then 50 keys disabled at boot enabled, then disabled."""
-    names = km.boot_disabled_keys(TRACING_KEYS)
+    """Boot set, ftrace on then off (module sites), then 50 keys disabled at boot enabled, then disabled.
+
+    The keys are named ``off:N``, so that each run takes the keys of its own kernel."""
+    names = [f"off:{i}" for i in range(TRACING_KEYS)]
     ops: list[dict[str, Any]] = [{"op": "load_module", "module": name} for name in BOOT_MODULES]
     ops += [{"op": "ftrace", "enable": True}, {"op": "ftrace", "enable": False}]
     ops += [{"op": "static_key", "key": name, "enable": True} for name in names]
@@ -253,7 +268,7 @@ def permalloc_result_extra(machine: Machine) -> dict[str, Any] | None:
     if st is None:
         return None
     return {"jump_label": {
-        "vmlinux_keys": km.VMLINUX_JUMP_KEYS, "module_keys": sum(mj.own_keys for mj in st.modules.values()),
+        "vmlinux_keys": st.model.count, "module_keys": sum(mj.own_keys for mj in st.modules.values()),
         "linked": sum(len(k.users) for k in st.keys.values()), "flips": st.flips,
         "sites_patched": st.sites_patched, "batches": st.batches,
     }}

@@ -1,13 +1,15 @@
 """The module loader consumer plugin: real ``.ko`` workloads, layouts, a relocation graph.
 
-Registers the ``load_module`` / ``unload_module`` scenario ops, the three module layouts
-(``contiguous``, ``rfc``, ``module-memory``), the ``permalloc ingest`` command and the
-``--modules`` view of ``permalloc run``.
+Registers the bundled workloads (one per modeled kernel), the ``load_module`` /
+``unload_module`` scenario ops, the three module layouts (``contiguous``, ``rfc``,
+``module-memory``), the ``permalloc ingest`` command and the ``--modules`` view of
+``permalloc run``.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 from typing import Any, Literal
 
 from pydantic import Field
@@ -15,11 +17,13 @@ from pydantic import Field
 from permalloc import Machine, hookimpl
 from permalloc.report.tables import ReportColumn
 from permalloc.run.scenario import Op, OpType
+from permalloc.run.workloads import WorkloadSource, read_header
 
 from . import cli
 from .layouts import LAYOUTS
-from .loader import ModuleLoader, get_workload
+from .loader import ModuleLoader
 from .scenarios import SCENARIOS
+from .workload import BUNDLED_WORKLOADS, bundled_workload_path
 
 __version__ = "1.0"
 
@@ -31,7 +35,9 @@ def loader(machine: Machine) -> ModuleLoader:
 class LoadModuleOp(Op):
     op: Literal["load_module"]
     module: str = Field(min_length=1)
-    workload: str | None = Field(None, description="workload file (default: the bundled Debian 6.1 one)")
+    workload: str | None = Field(
+        None, description="workload name (permalloc workloads) or file to take the module from (default: the machine's)"
+    )
 
 
 class UnloadModuleOp(Op):
@@ -40,7 +46,7 @@ class UnloadModuleOp(Op):
 
 
 def _load(ctx: Any, op: LoadModuleOp) -> None:
-    loader(ctx.machine).load(get_workload(op.workload), op.module, ctx.measure)
+    loader(ctx.machine).load(op.module, ctx.measure, op.workload)
 
 
 def _unload(ctx: Any, op: UnloadModuleOp) -> None:
@@ -71,6 +77,16 @@ def permalloc_report_columns() -> list[ReportColumn]:
         ReportColumn("modules_loaded", "modules on the machine at the end (module loader)", loaded),
         ReportColumn("patcher_writes", "load-time writes of the text patchers (module loader)", patcher_writes),
     ]
+
+
+@functools.cache
+def _bundled() -> tuple[WorkloadSource, ...]:
+    return tuple(read_header(bundled_workload_path(name), origin="module_loader (bundled)") for name in BUNDLED_WORKLOADS)
+
+
+@hookimpl
+def permalloc_register_workloads() -> list[WorkloadSource]:
+    return list(_bundled())
 
 
 @hookimpl

@@ -14,11 +14,11 @@ def add_ingest_command(subparsers: Any) -> None:
     """Add ``ingest`` to an argparse sub-parsers object; sets ``func=run_ingest``."""
     p = subparsers.add_parser(
         "ingest",
-        help="ingest kernel modules (.ko, .ko.xz, .ko.zst) into a workload file",
+        help="ingest a kernel package (modules .ko/.ko.xz/.ko.zst and boot/vmlinuz) into a workload file",
         description=(
             "Read kernel modules (files, or directories such as an extracted "
-            "linux-image-*-unsigned package) and write a compact workload file "
-            "(gzipped JSON when FILE ends in .gz)."
+            "linux-image-*-unsigned package) and the package's boot/vmlinuz-<release>, and write "
+            "a compact workload file (gzipped when FILE ends in .gz)."
         ),
     )
     p.add_argument("paths", metavar="PATH", nargs="+", help="module file or directory")
@@ -28,6 +28,12 @@ def add_ingest_command(subparsers: Any) -> None:
         metavar="FILE",
         help="Module.symvers of the matching linux-headers package (tells kernel exports "
         "from module exports; default: the exports found in the module set)",
+    )
+    p.add_argument(
+        "--vmlinuz",
+        metavar="FILE",
+        help="kernel image to read the vmlinux facts from (default: boot/vmlinuz-<release> of the "
+        "package that holds PATH)",
     )
     p.add_argument(
         "--jobs",
@@ -68,9 +74,10 @@ def run_ingest(args: argparse.Namespace) -> int:
     if args.jobs < 1:
         console.print("permalloc ingest: --jobs must be at least 1", markup=False)
         return 2
-    if args.symvers and not os.path.isfile(args.symvers):
-        console.print(f"{args.symvers}: no such file", markup=False)
-        return 2
+    for given in (args.symvers, args.vmlinuz):
+        if given and not os.path.isfile(given):
+            console.print(f"{given}: no such file", markup=False)
+            return 2
 
     start = time.perf_counter()
     progress = Progress(
@@ -89,6 +96,7 @@ def run_ingest(args: argparse.Namespace) -> int:
             result = ingest_paths(
                 args.paths,
                 symvers=args.symvers,
+                vmlinuz=args.vmlinuz,
                 jobs=args.jobs,
                 package=args.package,
                 version=args.version,
@@ -107,10 +115,17 @@ def run_ingest(args: argparse.Namespace) -> int:
     if not args.quiet:
         if modules:
             size = os.path.getsize(args.output)
+            image = f" and {result.vmlinuz}" if result.vmlinuz else ""
             console.print(
                 f"{modules} modules of {result.document['package']} "
-                f"{result.document['version']} ({result.document['kernel_release']}) -> "
+                f"{result.document['version']} ({result.document['kernel_release']}){image} -> "
                 f"{args.output} ({size / 1e6:.2f} MB) in {time.perf_counter() - start:.1f} s",
+                markup=False,
+            )
+        if result.vmlinuz is None and not args.vmlinuz:
+            console.print(
+                "note: no boot/vmlinuz-<release> found next to the modules: the workload has no vmlinux facts "
+                "(give --vmlinuz; the ftrace and jump label patchers need them)",
                 markup=False,
             )
         if result.unresolved:

@@ -1,9 +1,12 @@
 """Ingestion: real kernel modules (``.ko``, ``.ko.xz``, ``.ko.zst``) into a compact workload.
 
-Every rule that decides where a section or a symbol goes is the rule of the kernel being
-modeled, Linux 6.1 (Debian bookworm), with Debian's configuration (CONFIG_SMP=y,
-CONFIG_MODULE_UNLOAD=y, CONFIG_KALLSYMS_ALL=y, CONFIG_LIVEPATCH=y, ARCH_SHF_SMALL=0 on
-x86).  Each rule carries a comment naming ``file:function`` in the 6.1 source.
+Every rule that decides where a section or a symbol goes is the rule of the kernel whose
+modules are read, Linux 6.1 or 6.12 (the version comes from the kernel release or the
+module's vermagic; :mod:`.rules` has what differs), with Debian's configuration
+(CONFIG_SMP=y, CONFIG_MODULE_UNLOAD=y, CONFIG_KALLSYMS_ALL=y, CONFIG_LIVEPATCH=y,
+ARCH_SHF_SMALL=0 on x86).  Each rule carries a comment naming ``file:function``.
+
+The package's ``boot/vmlinuz-*`` is read too (:mod:`.vmlinux`), in a worker of its own.
 
 Speed: pyelftools parses and validates the ELF header (its structs are built once per
 process); the section header table, the symbol table and the relocation tables are read
@@ -13,6 +16,10 @@ entry by entry in Python.  Files are spread over worker processes.
 The per-file work (:func:`ingest_file`) yields a :class:`ModuleRecord` in which undefined
 symbols are still names; :func:`ingest_paths` resolves them against ``Module.symvers``
 (or the exports found in the module set) and builds the workload.
+
+Machines: the ELF machines of :data:`.rules.MACHINES` (x86-64 today). The relocation type
+names are per machine (``_RELOC_NAMES``); the rest of the per-file code reads ELF64
+little-endian structures and is not x86-specific.
 """
 
 from __future__ import annotations
@@ -34,9 +41,12 @@ from elftools.common.exceptions import ELFError
 from elftools.elf.enums import ENUM_RELOC_TYPE_x64
 from elftools.elf.structs import ELFStructs
 
+from permalloc.run.workloads import FORMAT, FORMAT_VERSION
+
+from .kernel_image import VmlinuxError, read_vmlinux
+from .rules import MACHINES, KernelRules, rules_for
+from .vmlinux import VmlinuxInfo
 from .workload import (
-    FORMAT,
-    FORMAT_VERSION,
     MEM_CLASSES,
     TABLE_NAMES,
     MemClass,
@@ -50,9 +60,9 @@ __all__ = [
     "IngestError",
     "IngestResult",
     "ModuleRecord",
-    "TABLE_ENTRY_SIZES",
     "detect_package",
     "find_module_files",
+    "find_vmlinuz",
     "ingest_file",
     "ingest_paths",
     "read_symvers",
@@ -68,24 +78,6 @@ SHF_RO_AFTER_INIT = 0x00200000  # include/uapi/linux/elf.h (kernel-internal flag
 ARCH_SHF_SMALL = 0  # kernel/module/internal.h: 0 unless the arch defines it (x86 does not)
 SHN_UNDEF, SHN_LORESERVE, SHN_ABS, SHN_COMMON, SHN_LIVEPATCH = 0, 0xFF00, 0xFFF1, 0xFFF2, 0xFF20
 STB_WEAK = 2
-EM_X86_64 = 62
-
-#: Entry sizes on x86-64 in Linux 6.1 (the struct each table holds):
-TABLE_ENTRY_SIZES: dict[str, int] = {
-    ".altinstructions": 12,  # arch/x86/include/asm/alternative.h: struct alt_instr (packed)
-    ".parainstructions": 16,  # asm/paravirt_types.h: struct paravirt_patch_site {u8 *; u8; u8}
-    "__jump_table": 16,  # include/linux/jump_label.h: struct jump_entry {s32; s32; long}
-    "__mcount_loc": 8,  # kernel/module/main.c:find_module_sections: unsigned long
-    "__patchable_function_entries": 8,  # same (FTRACE_CALLSITE_SECTION alternative)
-    ".orc_unwind_ip": 4,  # arch/x86/kernel/unwind_orc.c: int
-    ".static_call_sites": 8,  # include/linux/static_call_types.h: {s32 addr; s32 key}
-    ".retpoline_sites": 4,  # arch/x86/kernel/alternative.c:apply_retpolines: s32
-    ".return_sites": 4,  # alternative.c:apply_returns: s32
-    ".call_sites": 4,  # 6.2+ call depth tracking: s32 (absent from 6.1 modules)
-    ".ibt_endbr_seal": 4,  # alternative.c:apply_ibt_endbr: s32
-    ".smp_locks": 4,  # alternative.c:alternatives_smp_module_add: s32
-}
-assert tuple(TABLE_ENTRY_SIZES) == TABLE_NAMES
 
 SHDR_DT = np.dtype(
     [
@@ -110,12 +102,15 @@ assert SHDR_DT.itemsize == 64 and SYM_DT.itemsize == 24 and RELA_DT.itemsize == 
 SIZEOF_ELF_SYM = 24
 SIZEOF_MOD_KALLSYMS = 32  # include/linux/module.h: struct mod_kallsyms {ptr; uint; ptr; ptr}
 
-_RELOC_NAMES = {v: k for k, v in ENUM_RELOC_TYPE_x64.items() if isinstance(v, int)}
+_X86_64_RELOCS = {v: k for k, v in ENUM_RELOC_TYPE_x64.items() if isinstance(v, int)}
 # Types pyelftools 0.33 does not name (x86-64 psABI):
-_RELOC_NAMES.setdefault(32, "R_X86_64_SIZE32")
-_RELOC_NAMES.setdefault(33, "R_X86_64_SIZE64")
-_RELOC_NAMES.setdefault(38, "R_X86_64_RELATIVE64")
-_RELOC_NAMES.setdefault(41, "R_X86_64_GOTPCRELX")
+_X86_64_RELOCS.setdefault(32, "R_X86_64_SIZE32")
+_X86_64_RELOCS.setdefault(33, "R_X86_64_SIZE64")
+_X86_64_RELOCS.setdefault(38, "R_X86_64_RELATIVE64")
+_X86_64_RELOCS.setdefault(41, "R_X86_64_GOTPCRELX")
+#: Relocation type names per machine, and the prefix of an unnamed type.
+_RELOC_NAMES: dict[str, tuple[dict[int, str], str]] = {"x86_64": (_X86_64_RELOCS, "R_X86_64_")}
+assert set(_RELOC_NAMES) == set(MACHINES.values())
 
 # Target codes used between the workers and the resolver. 0..6 are MemClass indices.
 _T_PERCPU = 7
@@ -155,6 +150,7 @@ class ModuleRecord:
 
     path: str
     name: str
+    machine: str
     depends: list[str]
     vermagic: str | None
     sections: list[tuple[str, int, int, str, int]]  # name, size, align, flags, class index
@@ -271,7 +267,7 @@ def _elf_header(data: bytes) -> Any:
             what = f"{hdr['e_ident']['EI_CLASS']} {hdr['e_ident']['EI_DATA']} {hdr['e_machine']}"
         except Exception:
             what = f"EI_CLASS={data[4]} EI_DATA={data[5]}"
-        raise _Malformed(f"wrong machine: {what}, expected ELFCLASS64 little-endian EM_X86_64")
+        raise _Malformed(f"wrong machine: {what}, expected ELFCLASS64 little-endian {' or '.join(MACHINES)}")
     if _STRUCTS is None:
         structs = ELFStructs(little_endian=True, elfclass=64)
         structs.create_basic_structs()
@@ -281,8 +277,8 @@ def _elf_header(data: bytes) -> Any:
     except Exception as exc:
         raise _Malformed(f"bad ELF header: {exc}") from None
     machine = hdr["e_machine"]
-    if machine != "EM_X86_64":  # elf_check_arch()
-        raise _Malformed(f"wrong machine: {machine}, expected EM_X86_64")
+    if machine not in MACHINES:  # elf_check_arch(), for the machines ingest has rules for
+        raise _Malformed(f"wrong machine: {machine}, expected {' or '.join(MACHINES)}")
     if hdr["e_type"] != "ET_REL":
         raise _Malformed(f"not a relocatable object ({hdr['e_type']}), modules are ET_REL")
     if hdr["e_shentsize"] != 64:
@@ -316,11 +312,13 @@ def _parse_modinfo(blob: bytes) -> list[tuple[str, str]]:
 # ----------------------------------------------------------------------------- one file
 
 
-def ingest_file(path: str | os.PathLike[str]) -> ModuleRecord:
-    """Parse one module file.  Raises :class:`IngestError` naming the file on bad input."""
+def ingest_file(path: str | os.PathLike[str], kernel_release: str | None = None) -> ModuleRecord:
+    """Parse one module file by the rules of ``kernel_release`` (default: its vermagic's).
+
+    Raises :class:`IngestError` naming the file on bad input."""
     spath = os.fspath(path)
     try:
-        return _ingest(spath, _read_file(spath))
+        return _ingest(spath, _read_file(spath), kernel_release)
     except IngestError:
         raise
     except (_Malformed, ELFError) as exc:
@@ -329,8 +327,26 @@ def ingest_file(path: str | os.PathLike[str]) -> ModuleRecord:
         raise IngestError(spath, f"malformed ELF ({type(exc).__name__}: {exc})") from None
 
 
-def _ingest(path: str, data: bytes) -> ModuleRecord:
+def _rules(vermagic: str | None, kernel_release: str | None) -> KernelRules:
+    """The rules of the kernel this module is for. kernel/module/main.c:check_modinfo refuses
+    a module whose vermagic is not the kernel's (same_magic), so a module of another release
+    is an error, not a module of this workload."""
+    release = vermagic.split()[0] if vermagic else None
+    if kernel_release is not None and release is not None and release != kernel_release:
+        raise _Malformed(f"vermagic {vermagic!r} is not kernel release {kernel_release} (check_modinfo refuses it)")
+    release = kernel_release or release
+    if release is None:
+        raise _Malformed("no vermagic in .modinfo (check_modinfo refuses such a module) and no kernel release "
+                         "given (--kernel-release)")
+    try:
+        return rules_for(release)
+    except ValueError as exc:
+        raise _Malformed(str(exc)) from None
+
+
+def _ingest(path: str, data: bytes, kernel_release: str | None) -> ModuleRecord:
     hdr = _elf_header(data)
+    machine = MACHINES[hdr["e_machine"]]
     size = len(data)
     shnum = hdr["e_shnum"]
     sh = np.frombuffer(data, SHDR_DT, count=shnum, offset=hdr["e_shoff"])
@@ -382,6 +398,7 @@ def _ingest(path: str, data: bytes) -> ModuleRecord:
     depends = [module_name(d) for d in mi.get("depends", "").split(",") if d]
     # kernel/module/livepatch.h:is_livepatch_module (CONFIG_LIVEPATCH=y): modinfo livepatch=Y
     livepatch = mi.get("livepatch") == "Y"
+    rules = _rules(mi.get("vermagic"), kernel_release)
 
     # ------------------------------------------------------------------ the loader's flag edits
     flags = list(raw_flags)
@@ -400,8 +417,8 @@ def _ingest(path: str, data: bytes) -> ModuleRecord:
         flags[pcpu_idx] &= ~SHF_ALLOC
     percpu_size = sizes[pcpu_idx] if pcpu_idx else 0
     # kernel/module/main.c:layout_and_allocate: SHF_RO_AFTER_INIT is set on
-    # ".data..ro_after_init" and (6.1) on "__jump_table".
-    for sec_name in (".data..ro_after_init", "__jump_table"):
+    # ".data..ro_after_init" and on "__jump_table" (6.1 and 6.12).
+    for sec_name in rules.ro_after_init_sections:
         ix = find_sec(sec_name, flags)
         if ix:
             flags[ix] |= SHF_RO_AFTER_INIT
@@ -419,18 +436,24 @@ def _ingest(path: str, data: bytes) -> ModuleRecord:
         (SHF_WRITE | SHF_ALLOC, ARCH_SHF_SMALL),  # m=3 writable data
         (ARCH_SHF_SMALL | SHF_ALLOC, 0),  # m=4 small data (none on x86)
     )
-    # m=2 in the init layout: "RO after init doesn't apply to init_layout", the section
-    # lands after init ro_size, i.e. in init's writable part.
+    # 6.1 layout_sections / 6.12 __layout_sections (core_m_to_mem_type): the core classes;
+    # init_m_to_mem_type: m=2 goes to init's writable part in 6.1 ("RO after init doesn't
+    # apply to init_layout") and is not placed at all in 6.12 (MOD_INVALID).
     core_class = (MemClass.TEXT, MemClass.RODATA, MemClass.RO_AFTER_INIT, MemClass.DATA, MemClass.DATA)
-    init_class = (MemClass.INIT_TEXT, MemClass.INIT_RODATA, MemClass.INIT_DATA, MemClass.INIT_DATA, MemClass.INIT_DATA)
+    init_m2 = MemClass.INIT_DATA if rules.init_ro_after_init_placed else None
+    init_class = (MemClass.INIT_TEXT, MemClass.INIT_RODATA, init_m2, MemClass.INIT_DATA, MemClass.INIT_DATA)
     is_init = [n.startswith(".init") for n in names]
     sec_class: list[int] = [-1] * shnum
+    taken = [False] * shnum  # sh_entsize != ~0UL: already matched by an earlier mask
     for m, (need, forbid) in enumerate(masks):
         for i in range(shnum):
             f = flags[i]
-            if sec_class[i] >= 0 or (f & need) != need or (f & forbid):
+            if taken[i] or (f & need) != need or (f & forbid):
                 continue
-            sec_class[i] = _CLASS_IX[init_class[m] if is_init[i] else core_class[m]]
+            taken[i] = True
+            cls = init_class[m] if is_init[i] else core_class[m]
+            if cls is not None:
+                sec_class[i] = _CLASS_IX[cls]
 
     sections = [
         (names[i], sizes[i], aligns[i], section_flags_str(raw_flags[i]), sec_class[i])
@@ -442,7 +465,7 @@ def _ingest(path: str, data: bytes) -> ModuleRecord:
     # kernel/module/main.c:find_module_sections / arch/x86/kernel/module.c:module_finalize
     # locate these by name (find_sec: SHF_ALLOC ones) and walk sh_size / sizeof(entry).
     tables = {}
-    for tname, entsize in TABLE_ENTRY_SIZES.items():
+    for tname, entsize in rules.table_entry_sizes.items():
         ix = find_sec(tname, flags)
         if ix and sizes[ix] // entsize:
             tables[tname] = sizes[ix] // entsize
@@ -487,9 +510,11 @@ def _ingest(path: str, data: bytes) -> ModuleRecord:
     # section or in an SHF_ALLOC section that is not laid out in init; a livepatch module
     # keeps all.  Core bytes = ndst*sizeof(Elf_Sym) + their strings + ndst type chars.
     # Init bytes = the full symtab + strtab, struct mod_kallsyms, nsrc type chars.
+    # Init is "laid out in init" (6.1: the INIT_OFFSET_MASK bit of sh_entsize; 6.12:
+    # mod_mem_type_is_init of its type), so a section left unplaced counts as core.
     core_sec = np.zeros(shnum + 1, dtype=bool)  # last slot: reserved/out-of-range indices
     for i in range(shnum):
-        core_sec[i] = bool(flags[i] & SHF_ALLOC) and not is_init[i]
+        core_sec[i] = bool(flags[i] & SHF_ALLOC) and not (sec_class[i] >= 0 and MEM_CLASSES[sec_class[i]].is_init)
     if pcpu_idx:
         core_sec[pcpu_idx] = True
     if livepatch:
@@ -545,6 +570,8 @@ def _ingest(path: str, data: bytes) -> ModuleRecord:
         target = infos[i]
         if target >= shnum or not (flags[target] & SHF_ALLOC) or raw_flags[i] & SHF_RELA_LIVEPATCH:
             continue
+        if sec_class[target] < 0:  # 6.12: a section __layout_sections left unplaced has no memory
+            continue
         if types[i] == SHT_REL:
             # kernel/module/main.c:apply_relocate (weak default): "REL relocation unsupported"
             raise _Malformed(f"SHT_REL section {names[i]} (x86-64 modules use RELA)")
@@ -572,6 +599,7 @@ def _ingest(path: str, data: bytes) -> ModuleRecord:
     return ModuleRecord(
         path=path,
         name=name,
+        machine=machine,
         depends=depends,
         vermagic=mi.get("vermagic"),
         sections=sections,
@@ -586,14 +614,21 @@ def _ingest(path: str, data: bytes) -> ModuleRecord:
     )
 
 
-def _ingest_batch(paths: Sequence[str]) -> list[ModuleRecord | IngestError]:
+def _ingest_batch(paths: Sequence[str], kernel_release: str | None) -> list[ModuleRecord | IngestError]:
     out: list[ModuleRecord | IngestError] = []
     for p in paths:
         try:
-            out.append(ingest_file(p))
+            out.append(ingest_file(p, kernel_release))
         except IngestError as exc:
             out.append(exc)
     return out
+
+
+def _read_vmlinux(path: str) -> VmlinuxInfo | IngestError:
+    try:
+        return read_vmlinux(path)
+    except VmlinuxError as exc:
+        return IngestError(exc.path, exc.reason)
 
 
 # ----------------------------------------------------------------------------- many files
@@ -673,16 +708,44 @@ def detect_package(paths: Sequence[str | os.PathLike[str]]) -> tuple[str | None,
     return None, None
 
 
-def _kernel_release(files: Sequence[str], records: Sequence[ModuleRecord]) -> str:
+def _release_from_paths(files: Sequence[str]) -> str | None:
+    """The ``<release>`` of ``.../lib/modules/<release>/...`` (where the package installs modules)."""
     for f in files:
         parts = Path(f).parts
         for i, part in enumerate(parts[:-2]):
             if part == "lib" and parts[i + 1] == "modules":
                 return parts[i + 2]
+    return None
+
+
+def _release_from_records(records: Sequence[ModuleRecord]) -> str:
     for r in records:
         if r.vermagic:
             return r.vermagic.split()[0]
     return "unknown"
+
+
+def find_vmlinuz(paths: Sequence[str | os.PathLike[str]], kernel_release: str | None) -> str | None:
+    """The ``boot/vmlinuz-<release>`` of the extracted package that holds ``paths``.
+
+    Looks in each path and its parents (``dpkg-deb -x`` puts the image at
+    ``boot/vmlinuz-<release>``, the modules under ``lib/modules/<release>``); without a
+    release, the only ``boot/vmlinuz-*`` there is."""
+    for p in paths:
+        path = Path(p).resolve()
+        for d in [path, *path.parents]:
+            boot = d / "boot"
+            if not boot.is_dir():
+                continue
+            if kernel_release:
+                candidate = boot / f"vmlinuz-{kernel_release}"
+                if candidate.is_file():
+                    return str(candidate)
+            else:
+                found = sorted(boot.glob("vmlinuz-*"))
+                if len(found) == 1:
+                    return str(found[0])
+    return None
 
 
 @dataclass
@@ -691,25 +754,15 @@ class IngestResult:
     document: dict[str, Any]  #: the compact document (what write_document stores)
     errors: list[IngestError]
     unresolved: int  #: undefined symbols found neither in Module.symvers nor in exports
+    vmlinuz: str | None = None  #: the kernel image read (None: none given or found)
 
     def write(self, path: str | os.PathLike[str]) -> None:
         write_document(self.document, path)
 
 
-def _run(
-    files: list[str],
-    jobs: int,
-    on_result: Callable[[int], None] | None,
-) -> list[ModuleRecord | IngestError]:
-    if jobs <= 1 or len(files) <= 1:
-        out = []
-        for f in files:
-            out += _ingest_batch([f])
-            if on_result:
-                on_result(1)
-        return out
-    # Biggest files first so that the last batches are small (better balance), then
-    # batches of about 1/64 of the work per worker.
+def _batches(files: list[str], jobs: int) -> list[list[str]]:
+    """Biggest files first so that the last batches are small (better balance), in batches
+    of about 1/64 of the work per worker."""
     sizes = {}
     for f in files:
         try:
@@ -729,9 +782,29 @@ def _run(
             cur, acc = [], 0
     if cur:
         batches.append(cur)
+    return batches
+
+
+def _run(
+    files: list[str],
+    jobs: int,
+    on_result: Callable[[int], None] | None,
+    kernel_release: str | None,
+    vmlinuz: str | None,
+) -> tuple[list[ModuleRecord | IngestError], VmlinuxInfo | IngestError | None]:
+    if jobs <= 1 or len(files) <= 1:
+        vml = _read_vmlinux(vmlinuz) if vmlinuz else None
+        out = []
+        for f in files:
+            out += _ingest_batch([f], kernel_release)
+            if on_result:
+                on_result(1)
+        return out, vml
     results: dict[str, ModuleRecord | IngestError] = {}
     with ProcessPoolExecutor(max_workers=jobs) as pool:
-        pending = {pool.submit(_ingest_batch, b): b for b in batches}
+        # the kernel image first: it is the biggest single piece of work
+        image = pool.submit(_read_vmlinux, vmlinuz) if vmlinuz else None
+        pending = {pool.submit(_ingest_batch, b, kernel_release): b for b in _batches(files, jobs)}
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for fut in done:
@@ -743,13 +816,20 @@ def _run(
                 results.update(zip(batch, res, strict=True))
                 if on_result:
                     on_result(len(batch))
-    return [results[f] for f in files]
+        vml: VmlinuxInfo | IngestError | None = None
+        if image is not None and vmlinuz is not None:
+            try:
+                vml = image.result()
+            except Exception as exc:
+                vml = IngestError(vmlinuz, f"worker failed: {exc}")
+    return [results[f] for f in files], vml
 
 
 def ingest_paths(
     paths: Sequence[str | os.PathLike[str]],
     *,
     symvers: str | os.PathLike[str] | None = None,
+    vmlinuz: str | os.PathLike[str] | None = None,
     jobs: int | None = None,
     package: str | None = None,
     version: str | None = None,
@@ -758,24 +838,35 @@ def ingest_paths(
     on_result: Callable[[int], None] | None = None,
     on_error: Callable[[IngestError], None] | None = None,
 ) -> IngestResult:
-    """Ingest module files and directories into a workload.
+    """Ingest module files and directories, and the kernel image, into a workload.
 
-    ``on_total(n)`` is called once with the number of files, ``on_result(k)`` after each
-    k files, ``on_error(err)`` for each file that failed (as soon as it is known)."""
+    ``vmlinuz`` defaults to the package's ``boot/vmlinuz-<release>`` (:func:`find_vmlinuz`);
+    without one the workload has no vmlinux facts. ``on_total(n)`` is called once with the
+    number of module files, ``on_result(k)`` after each k files, ``on_error(err)`` for each
+    file that failed (as soon as it is known)."""
     files, errors = find_module_files(paths)
     if on_error:
         for e in errors:
             on_error(e)
     if on_total:
         on_total(len(files))
+    release = kernel_release or _release_from_paths(files)
+    if release is not None:
+        rules_for(release)  # ValueError (one line) for a kernel whose rules ingest lacks
+    image = os.fspath(vmlinuz) if vmlinuz is not None else find_vmlinuz(paths, release)
     jobs = max(1, jobs or os.cpu_count() or 1)
 
-    raw = _run(files, jobs, on_result)
+    raw, vml = _run(files, jobs, on_result, release, image)
     records: list[ModuleRecord] = []
     seen: dict[str, str] = {}
+    machine = vml.machine if isinstance(vml, VmlinuxInfo) else None
     for item in raw:
         if isinstance(item, ModuleRecord) and item.name in seen:
             item = IngestError(item.path, f"duplicate module {item.name} (also {seen[item.name]})")
+        if isinstance(item, ModuleRecord):
+            machine = machine or item.machine
+            if item.machine != machine:
+                item = IngestError(item.path, f"a {item.machine} module, the others are {machine}")
         if isinstance(item, IngestError):
             errors.append(item)
             if on_error:
@@ -783,6 +874,15 @@ def ingest_paths(
             continue
         seen[item.name] = item.path
         records.append(item)
+    release = release or _release_from_records(records)
+    if isinstance(vml, VmlinuxInfo) and vml.kernel_release != release:
+        vml = IngestError(image or "vmlinuz", f"kernel release {vml.kernel_release} (linux_banner), the modules "
+                          f"are {release}")
+    if isinstance(vml, IngestError):
+        errors.append(vml)
+        if on_error:
+            on_error(vml)
+        vml = None
 
     # Who exports what: Module.symvers when given, and the modules' own __ksymtab.
     exporters: dict[str, str | None] = {}
@@ -792,6 +892,8 @@ def ingest_paths(
     if symvers is not None:
         exporters.update(read_symvers(symvers))
 
+    machine = machine or next(iter(MACHINES.values()))
+    reloc_names, reloc_prefix = _RELOC_NAMES[machine]
     strings = _Strings()
     assert strings.classes == list(MEM_CLASSES)  # rows below use MEM_CLASSES indices
     kernel_ix = strings.target_ix("kernel")
@@ -828,7 +930,7 @@ def ingest_paths(
                 tgt = kernel_ix
             ti = type_ix.get(rtype)
             if ti is None:
-                ti = type_ix[rtype] = strings.type_ix(_RELOC_NAMES.get(rtype) or f"R_X86_64_{rtype}")
+                ti = type_ix[rtype] = strings.type_ix(reloc_names.get(rtype) or f"{reloc_prefix}{rtype}")
             agg[(ti, src, tgt)] += n
         relocs = []
         for key in sorted(agg, key=lambda k: (strings.reloc_types[k[0]], k[1], strings.targets[k[2]])):
@@ -856,18 +958,19 @@ def ingest_paths(
         det_pkg, det_ver = detect_package(paths)
         package = package or det_pkg
         version = version or det_ver
-    release = kernel_release or _kernel_release(files, records)
     doc = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "package": package or "unknown",
         "version": version or release,
         "kernel_release": release,
-        "machine": "x86_64",
+        "machine": machine,
+        "vmlinux": vml.model_dump(mode="json") if vml is not None else None,
         **strings.header(),
         "modules": rows,
     }
-    return IngestResult(workload=workload_from_document(doc), document=doc, errors=errors, unresolved=unresolved)
+    return IngestResult(workload=workload_from_document(doc), document=doc, errors=errors, unresolved=unresolved,
+                        vmlinuz=image if vml is not None else None)
 
 
 def main(argv: Sequence[str] | None = None) -> int:  # pragma: no cover - convenience

@@ -27,32 +27,45 @@ do_free_init). How "make it live" is done depends on the layout and the policy:
 from __future__ import annotations
 
 import difflib
+import gzip
+import os
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import networkx as nx
+from pydantic import ValidationError
 
 from permalloc import ContractError, Machine, Perm, PermAllocation, PermallocError, SpecError
 from permalloc.model import events as ev
 from permalloc.model.pages import PAGE_SHIFT
+from permalloc.run.modelfile import format_validation_error
+from permalloc.run.workloads import WorkloadSource, policy_workload, resolve_workload
 
 from .layouts import ContiguousLayout, Region, SeparateLayout
 from .relocgraph import RelocGraph
 from .workload import MemClass, ModuleInfo, Workload, load_workload
 
-_WORKLOADS: dict[str | None, Workload] = {}
+_WORKLOADS: dict[str, Workload] = {}
 
 
-def get_workload(path: str | None = None) -> Workload:
-    """The workload at ``path`` (the bundled Debian 6.1 one by default), loaded once."""
-    if path not in _WORKLOADS:
+def get_workload(path: str | os.PathLike[str]) -> Workload:
+    """The workload file at ``path``, loaded once per process. SpecError (one line) when bad."""
+    key = str(Path(path).resolve())
+    if key not in _WORKLOADS:
         try:
-            _WORKLOADS[path] = load_workload(Path(path) if path else None)
+            _WORKLOADS[key] = load_workload(path)
+        except (gzip.BadGzipFile, zlib.error, EOFError) as exc:
+            raise SpecError(f"workload {path}: not a workload file ({' '.join(str(exc).split())})") from None
         except OSError as exc:
             raise SpecError(f"workload {path}: cannot read: {exc.strerror or exc}") from None
-    return _WORKLOADS[path]
+        except ValidationError as exc:
+            raise SpecError(f"workload {path}: {format_validation_error(exc)}") from None
+        except (ValueError, KeyError, TypeError, IndexError) as exc:  # bad JSON or a bad compact row
+            raise SpecError(f"workload {path}: not a workload file ({' '.join(str(exc).split())})") from None
+    return _WORKLOADS[key]
 
 
 def norm(name: str) -> str:
@@ -134,10 +147,19 @@ class Staging:
 
 
 class ModuleLoader:
-    """The module loader of one machine (machine.state("module_loader"))."""
+    """The module loader of one machine (machine.state("module_loader")).
+
+    ``source``/``workload`` are the machine's workload (the policy's default when the machine
+    has none): the modules that ``load`` takes by default and the vmlinux the patchers use.
+    """
 
     def __init__(self, machine: Machine) -> None:
         self.m = machine
+        source = machine.workload or policy_workload(machine.pm, machine.policy)
+        if source is None:
+            raise SpecError("no workload: no plugin registers one (permalloc workloads) and the machine has none")
+        self.source = source
+        self.workload = self.open(source)
         layouts = {layout.name: layout for batch in machine.hook.permalloc_module_layouts() for layout in batch}
         name = machine.policy.module_layout
         if name not in layouts:
@@ -150,8 +172,23 @@ class ModuleLoader:
         self.patchers: dict[str, dict[str, int]] = {}
         self.violations = 0
 
+    def open(self, source: WorkloadSource) -> Workload:
+        """Load a workload for this machine: its ELF machine must be the arch's."""
+        workload = get_workload(source.path)
+        arch = self.m.arch
+        if arch.machine and workload.machine != arch.machine:
+            raise SpecError(f"workload {source.name} is {workload.machine}, arch {arch.name!r} is {arch.machine}")
+        return workload
+
+    def resolve(self, name_or_file: str | None) -> tuple[WorkloadSource, Workload]:
+        """The workload a load_module op names (None: the machine's)."""
+        if name_or_file is None:
+            return self.source, self.workload
+        source = resolve_workload(self.m.pm, name_or_file)
+        return source, self.open(source)
+
     # -- load order ----------------------------------------------------------------------
-    def load_order(self, workload: Workload, name: str) -> list[str]:
+    def load_order(self, source: WorkloadSource, workload: Workload, name: str) -> list[str]:
         """``name`` and the dependencies not loaded yet, dependencies first (modinfo depends)."""
         deps = nx.DiGraph()
         todo = [norm(name)]
@@ -159,7 +196,7 @@ class ModuleLoader:
             mod = todo.pop()
             if mod in deps and deps.nodes[mod].get("seen"):
                 continue
-            info = self._info(workload, mod)
+            info = self._info(source, workload, mod)
             deps.add_node(mod, seen=True)
             for dep in info.depends:
                 dep = norm(dep)
@@ -173,14 +210,14 @@ class ModuleLoader:
             raise SpecError(f"module {name}: dependency cycle {cycle}") from None
         return [mod for mod in order if mod not in self.loaded]
 
-    def _info(self, workload: Workload, name: str) -> ModuleInfo:
+    def _info(self, source: WorkloadSource, workload: Workload, name: str) -> ModuleInfo:
         try:
             return workload.modules[name]
         except KeyError:
             close = difflib.get_close_matches(name, list(workload.modules), n=3)
             hint = f"; did you mean {', '.join(close)}?" if close else ""
             raise SpecError(
-                f"unknown module {name!r} in workload {workload.package} {workload.version}{hint}"
+                f"module {name!r} is not in workload {source.name} ({workload.package} {workload.version}){hint}"
             ) from None
 
     # -- loading --------------------------------------------------------------------------
@@ -192,12 +229,14 @@ class ModuleLoader:
             return "rox" if policy.rox_cache else "6.12"
         return "contract"
 
-    def load(self, workload: Workload, name: str, measure: Callable[[str], Any]) -> list[str]:
-        """Load ``name`` with its dependencies; each module is one ``module_load`` sample and
-        one ``module_init_free`` sample. Returns the modules loaded."""
-        order = self.load_order(workload, name)
+    def load(self, name: str, measure: Callable[[str], Any], from_workload: str | None = None) -> list[str]:
+        """Load ``name`` with its dependencies from the machine's workload (or from the workload
+        name or file ``from_workload``); each module is one ``module_load`` sample and one
+        ``module_init_free`` sample. Returns the modules loaded."""
+        source, data = self.resolve(from_workload)
+        order = self.load_order(source, data, name)
         for mod in order:
-            info = self._info(workload, mod)
+            info = self._info(source, data, mod)
             with measure("module_load"):
                 loaded = self._load_one(info)
             with measure("module_init_free"):

@@ -12,6 +12,7 @@ plugins; they share these helpers instead of copying them.
   class that holds them: an assumption, good enough for page and batch accounting.
 * :class:`PatchCost`: the text-patching cost of a piece of work, taken from the machine's
   counters, to put in the report that the module loader aggregates per patcher.
+* :func:`vmlinux`: the vmlinux facts of the kernel the machine runs (its workload's).
 """
 
 from __future__ import annotations
@@ -19,14 +20,11 @@ from __future__ import annotations
 import zlib
 from typing import Any
 
-from permalloc import Machine, PermallocError
+from permalloc import Machine, PermallocError, SpecError
 
+from .loader import ModuleLoader
+from .vmlinux import VmlinuxInfo
 from .workload import MemClass, ModuleInfo
-
-#: Size of vmlinux's .text in Debian's 6.1.0-54-amd64 image (``readelf -W -S`` of the ELF that
-#: scripts/extract-vmlinux gets out of boot/vmlinuz-6.1.0-54-amd64): sites of vmlinux
-#: (jump labels, ftrace) are placed inside it, from the start of the kernel_image range.
-VMLINUX_TEXT_SIZE = 0xE01D32
 
 COST_KEYS = ("text_pokes", "poke_bytes", "sync_ipis", "local_flushes", "shootdowns")
 
@@ -56,11 +54,22 @@ def class_bytes(info: ModuleInfo, cls: MemClass) -> int:
     return sum(sec.size for sec in info.sections if sec.mem_class == cls)
 
 
+def vmlinux(machine: Machine) -> VmlinuxInfo:
+    """The vmlinux facts of the machine's workload (the kernel the run models)."""
+    loader = machine.state("module_loader", lambda: ModuleLoader(machine))
+    found = loader.workload.vmlinux
+    if found is None:
+        raise SpecError(f"workload {loader.source.name} has no vmlinux facts (ingested without a vmlinuz)")
+    return found
+
+
 def vmlinux_text(machine: Machine) -> int:
-    """Address of vmlinux's _text: the start of the arch's kernel_image range."""
+    """Address of vmlinux's _text: the start of the arch's kernel_image range, which must hold
+    the image (_text.._end) of the machine's workload."""
     image = machine.ranges.get("kernel_image")
-    if image is None or image.size < VMLINUX_TEXT_SIZE:
-        raise PermallocError(f"arch {machine.arch.name}: no kernel_image range that holds vmlinux text")
+    size = vmlinux(machine).image_size
+    if image is None or image.size < size:
+        raise PermallocError(f"arch {machine.arch.name}: no kernel_image range that holds vmlinux ({size:#x} bytes)")
     return image.start
 
 

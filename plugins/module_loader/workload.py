@@ -1,19 +1,21 @@
 """The module workload: what the module loader needs to know about each real ``.ko``.
 
-A :class:`Workload` is produced by ``permalloc ingest`` (see :mod:`.ingest`) from the
-modules of a kernel package and stored as gzipped JSON.  The bundled default,
-``data/debian-6.1-amd64.json.gz``, holds Debian's ``linux-image-6.1.0-54-amd64-unsigned``
-(see ``docs/workload.md`` for how to regenerate it).
+A :class:`Workload` is produced by ``permalloc ingest`` (see :mod:`.ingest`) from a kernel
+package: its modules, and what the patchers need of its vmlinux (:mod:`.vmlinux`). Two are
+bundled as package data, one per modeled kernel (``BUNDLED_WORKLOADS``; see
+``docs/workload.md`` for how to regenerate them byte for byte).
 
 Everything here is aggregate: per module the SHF_ALLOC sections with their memory class,
 the kallsyms bytes the loader keeps, relocations counted per (type, source class,
 target), the entry counts of the tables the load-time patchers walk, and ``modinfo``
 dependencies.  Never one record per relocation.
 
-On disk the workload is *compact*: string tables for relocation types, targets and table
-names, and one JSON array per module.  :func:`load_workload` parses the file and builds
-:class:`ModuleInfo` models lazily, on first access of each module, so that loading the
-bundled workload (about 4000 modules) stays well under half a second.
+On disk the workload is *compact* text (gzipped): a header line that the framework reads
+to list workloads (:mod:`permalloc.run.workloads`), then one JSON document with string
+tables for relocation types, targets and table names, one JSON array per module and the
+vmlinux facts.  :func:`load_workload` parses the file and builds :class:`ModuleInfo` models
+lazily, on first access of each module, so that loading a bundled workload (about 4000
+modules) stays well under half a second.
 """
 
 from __future__ import annotations
@@ -29,10 +31,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
 
+from permalloc.run.workloads import FORMAT, FORMAT_VERSION, check_format, header_line, open_workload_text
+
+from .vmlinux import VmlinuxInfo
+
 __all__ = [
-    "BUNDLED_WORKLOAD",
-    "FORMAT",
-    "FORMAT_VERSION",
+    "BUNDLED_WORKLOADS",
     "KALLSYMS_CLASS",
     "MemClass",
     "ModuleInfo",
@@ -42,13 +46,13 @@ __all__ = [
     "Workload",
     "bundled_workload_path",
     "dump_workload",
+    "encode_module",
     "load_workload",
     "save_workload",
 ]
 
-FORMAT = "permalloc-module-workload"
-FORMAT_VERSION = 1
-BUNDLED_WORKLOAD = "debian-6.1-amd64.json.gz"
+#: The bundled workloads (files of ``data/``): Debian's newest 6.1 and 6.12 amd64 images.
+BUNDLED_WORKLOADS: tuple[str, ...] = ("debian-6.1.0-57-amd64.json.gz", "debian-6.12.118-amd64.json.gz")
 
 
 class MemClass(StrEnum):
@@ -84,8 +88,8 @@ MEM_CLASSES: tuple[MemClass, ...] = tuple(MemClass)
 #: copy is appended to the core data layout, the full copy to the init layout.
 KALLSYMS_CLASS = {"core": MemClass.DATA, "init": MemClass.INIT_DATA}
 
-#: The tables that the load-time patchers walk, with their entry size in bytes on
-#: x86-64 Linux 6.1.  Counts are sh_size // entry size.
+#: The tables that the load-time patchers walk (their entry sizes per kernel are in
+#: :mod:`.rules`).  Counts are sh_size // entry size.
 TABLE_NAMES: tuple[str, ...] = (
     ".altinstructions",
     ".parainstructions",
@@ -97,6 +101,7 @@ TABLE_NAMES: tuple[str, ...] = (
     ".retpoline_sites",
     ".return_sites",
     ".call_sites",
+    ".cfi_sites",
     ".ibt_endbr_seal",
     ".smp_locks",
 )
@@ -192,15 +197,16 @@ class ModuleInfo(BaseModel):
 
 
 class Workload(BaseModel):
-    """The modules of one kernel package."""
+    """The modules of one kernel package, and the facts of its vmlinux."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
 
     package: str
     version: str
     kernel_release: str
-    machine: Literal["x86_64"] = "x86_64"
+    machine: Literal["x86_64", "aarch64"] = Field("x86_64", description="ELF machine of the modules and vmlinux")
     modules: Mapping[str, ModuleInfo]
+    vmlinux: VmlinuxInfo | None = Field(None, description="None: ingested without a vmlinuz")
 
     @field_serializer("modules")
     def _serialize_modules(self, modules: Mapping[str, ModuleInfo]) -> dict[str, Any]:
@@ -209,9 +215,12 @@ class Workload(BaseModel):
 
 # --------------------------------------------------------------------------- compact form
 #
-# {"format": FORMAT, "format_version": 1, "package": ..., "version": ..., "kernel_release":
-#  ..., "machine": "x86_64", "classes": [7 names], "tables": [names], "reloc_types": [...],
-#  "targets": [...], "modules": [row, ...]}
+# line 1, the header (permalloc.run.workloads.header_line):
+# {"format": FORMAT, "format_version": 2, "package": ..., "version": ..., "kernel_release":
+#  ..., "machine": "x86_64", "modules": <count>}
+# line 2, the body:
+# {"vmlinux": VmlinuxInfo.model_dump() or null, "classes": [7 names], "tables": [names],
+#  "reloc_types": [...], "targets": [...], "modules": [row, ...]}
 #
 # row = [name, depends, sections, kallsyms_core, kallsyms_init, relocs, tables,
 #        undefined_kernel, undefined_modules, percpu_size]
@@ -361,25 +370,22 @@ class LazyModules(Mapping[str, ModuleInfo]):
             self[name]
 
 
+HEADER_FIELDS = ("package", "version", "kernel_release", "machine")
+
+
 def workload_from_document(doc: Mapping[str, Any]) -> Workload:
-    """Build a Workload from a parsed document (compact or plain ``model_dump`` form)."""
-    if doc.get("format") != FORMAT:
-        return Workload.model_validate(doc)
-    if doc.get("format_version") != FORMAT_VERSION:
-        raise ValueError(
-            f"unsupported workload format_version {doc.get('format_version')!r} (this permalloc reads {FORMAT_VERSION})"
-        )
+    """Build a Workload from a compact document (header fields and body in one mapping)."""
     strings = _Strings(doc["classes"], doc["tables"], doc["reloc_types"], doc["targets"])
     rows = {row[0]: row for row in doc["modules"]}
     head = Workload.model_validate(
-        {k: doc[k] for k in ("package", "version", "kernel_release", "machine")} | {"modules": {}}
+        {k: doc[k] for k in HEADER_FIELDS} | {"modules": {}, "vmlinux": doc.get("vmlinux")}
     )
-    # The scalar fields were validated just above; the modules are validated lazily.
+    # The other fields were validated just above; the modules are validated lazily.
     return Workload.model_construct(**(dict(head) | {"modules": LazyModules(rows, strings)}))
 
 
 def dump_workload(workload: Workload) -> dict[str, Any]:
-    """The compact document of a workload (what :func:`save_workload` writes)."""
+    """The compact document of a workload, header fields and body (what :func:`save_workload` writes)."""
     modules = workload.modules
     strings = _Strings()
     if isinstance(modules, LazyModules):
@@ -395,14 +401,18 @@ def dump_workload(workload: Workload) -> dict[str, Any]:
         "version": workload.version,
         "kernel_release": workload.kernel_release,
         "machine": workload.machine,
+        "vmlinux": workload.vmlinux.model_dump(mode="json") if workload.vmlinux is not None else None,
         **strings.header(),
         "modules": rows,
     }
 
 
 def write_document(doc: Mapping[str, Any], path: str | os.PathLike[str]) -> None:
-    """Write a compact document: gzip when the name ends in .gz, deterministic bytes."""
-    data = json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+    """Write a compact document: the header line, then the body; gzip when the name ends in
+    .gz; the same document gives the same bytes."""
+    header = header_line(*(doc[k] for k in HEADER_FIELDS), modules=len(doc["modules"]))
+    body = {k: v for k, v in doc.items() if k not in HEADER_FIELDS and k not in ("format", "format_version")}
+    data = (header + "\n" + json.dumps(body, separators=(",", ":"), ensure_ascii=False) + "\n").encode()
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     if path.name.endswith(".gz"):
@@ -419,17 +429,25 @@ def save_workload(workload: Workload, path: str | os.PathLike[str]) -> None:
     write_document(dump_workload(workload), path)
 
 
-def bundled_workload_path() -> Path:
-    """Path of the bundled default workload (package data of this plugin)."""
-    ref = resources.files(__package__).joinpath("data", BUNDLED_WORKLOAD)
-    return Path(str(ref))
+def bundled_workload_path(file_name: str) -> Path:
+    """Path of a bundled workload file (package data of this plugin)."""
+    return Path(str(resources.files(__package__).joinpath("data", file_name)))
 
 
-def load_workload(path: str | os.PathLike[str] | None = None) -> Workload:
-    """Load a workload file (gzipped or plain JSON); the bundled default when None."""
-    path = bundled_workload_path() if path is None else Path(path)
-    with open(path, "rb") as f:
-        raw = f.read()
-    if raw[:2] == b"\x1f\x8b":
-        raw = gzip.decompress(raw)
-    return workload_from_document(json.loads(raw))
+def load_workload(path: str | os.PathLike[str]) -> Workload:
+    """Load a workload file (compact, or a plain ``Workload.model_dump()`` JSON document;
+    gzipped or not). ValueError (one line) for bad content, OSError when unreadable."""
+    with open_workload_text(path) as fh:
+        text = fh.read()
+    first, _, rest = text.partition("\n")
+    try:
+        header = json.loads(first)
+    except ValueError:
+        header = None
+    if isinstance(header, dict) and header.get("format") == FORMAT:
+        check_format(header, path)
+        return workload_from_document({**header, **json.loads(rest)})
+    doc = json.loads(text)
+    if isinstance(doc, dict) and "format" in doc:
+        check_format(doc, path)  # a single-document file of an older format
+    return Workload.model_validate(doc)

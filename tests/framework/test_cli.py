@@ -114,3 +114,37 @@ def test_bad_outputs_are_one_line_errors(extra, message, scenario_file, tmp_path
     assert main(argv + [a.replace("{tmp}", str(tmp_path)) for a in extra]) == 1
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+def test_workloads_lists_every_bundled_kernel(capsys):
+    assert main(["workloads", "--json"]) == 0
+    rows = {row["name"]: row for row in json.loads(capsys.readouterr().out)}
+    assert {"debian-6.1.0-57-amd64", "debian-6.12.118-amd64"} <= set(rows)
+    for name, release in (("debian-6.1.0-57-amd64", "6.1.0-57-amd64"), ("debian-6.12.118-amd64", "6.12.118+deb12-amd64")):
+        row = rows[name]
+        assert row["kernel_release"] == release and row["package"] == f"linux-image-{release}-unsigned"
+        assert row["machine"] == "x86_64" and row["modules"] > 4000
+    assert main(["workloads"]) == 0
+    out = capsys.readouterr().out
+    assert "debian-6.12.118-amd64" in out and "6.12.118+deb12-amd64" in out
+
+
+def test_run_on_a_chosen_workload(tmp_path, capsys, arch):
+    scenario = tmp_path / "s.json"
+    scenario.write_text(json.dumps({"name": "s", "ops": [{"op": "load_module", "module": "crc16"}]}))
+    for workload in ("debian-6.1.0-57-amd64", "debian-6.12.118-amd64"):
+        assert main(["run", "-s", str(scenario), "--arch", arch, "--memory", "1G", "-w", workload, "--format", "json"]) == 0
+        (result,) = json.loads(capsys.readouterr().out)["results"]
+        assert result["workload"] == workload
+    assert main(["run", "-s", str(scenario), "--memory", "1G", "-w", "debian-5.0"]) == 1
+    err = capsys.readouterr().err
+    assert "unknown workload 'debian-5.0'; known workloads: debian-6.1.0-57-amd64" in err and err.count("\n") == 1
+
+
+def test_policies_say_which_workload_they_run_on(capsys):
+    assert main(["policies", "--json"]) == 0
+    by_name = {p["name"]: p for p in json.loads(capsys.readouterr().out)}
+    assert by_name["linux-6.12"]["workload"] == by_name["rox-cache"]["workload"] == "debian-6.12.118-amd64"
+    for name in ("legacy", "rfc", "rfc-full", "linux-6.1"):
+        assert by_name[name]["workload"] == "debian-6.1.0-57-amd64"
+        assert "debian-6.1.0-57-amd64" in by_name[name]["description"]

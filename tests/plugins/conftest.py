@@ -9,17 +9,20 @@ import pytest
 from permalloc import Machine, MachineSpec, PolicySpec
 from permalloc.plugin.pluginmanager import arch_plugins, registry_manager
 from permalloc.plugins.module_loader import loader as loader_of
-from permalloc.plugins.module_loader.loader import get_workload
+from permalloc.run.workloads import resolve_workload
 
 
 @pytest.fixture
 def patch_machine(arch):
-    """``make(layout="contiguous", kernel="6.1", cpus=4, arch=None, **policy fields)``."""
+    """``make(layout="contiguous", kernel="6.1", cpus=4, arch=None, workload=None, **policy fields)``.
+
+    The machine runs on the workload of ``kernel`` unless ``workload`` names another."""
 
     def make(layout: str = "contiguous", kernel: str = "6.1", cpus: int = 4, arch_name: str | None = None,
-             **policy) -> Machine:
+             workload: str | None = None, **policy) -> Machine:
         spec = MachineSpec(arch=arch_name or arch, memory="2G", cpus=cpus)
-        return Machine(spec, PolicySpec(name="t", module_layout=layout, kernel=kernel, **policy))
+        source = resolve_workload(registry_manager(), workload) if workload else None
+        return Machine(spec, PolicySpec(name="t", module_layout=layout, kernel=kernel, **policy), workload=source)
 
     return make
 
@@ -31,7 +34,7 @@ def load():
     def do(machine: Machine, *names: str):
         loader = loader_of(machine)
         for name in names:
-            loader.load(get_workload(), name, lambda kind: nullcontext())
+            loader.load(name, lambda kind: nullcontext())
         return [loader.loaded[name] for name in names]
 
     return do

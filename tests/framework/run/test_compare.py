@@ -3,6 +3,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from pathlib import Path
 
 import pytest
 
@@ -51,6 +52,26 @@ def test_json_validates_against_the_documented_shape(small_file, capsys, arch):
     doc = ReportDocument.model_validate_json(capsys.readouterr().out)
     assert {r.policy for r in doc.results} >= {"legacy", "linux-6.1", "linux-6.12"}
     assert doc.machine.arch == arch and doc.scenario == "small"
+    # each policy on the workload of its own kernel
+    ran_on = {r.policy: r.workload for r in doc.results}
+    assert ran_on["linux-6.12"] == "debian-6.12.118-amd64" and ran_on["linux-6.1"] == "debian-6.1.0-57-amd64"
+
+
+def test_documented_schema_is_the_models():
+    documented = json.loads((Path(__file__).resolve().parents[3] / "docs" / "output-schema.json").read_text())
+    assert documented == ReportDocument.model_json_schema()
+
+
+def test_workload_forces_one_kernel_for_every_policy(small_file, capsys, arch):
+    assert main(["compare", "-s", str(small_file), "--arch", arch, "--memory", "2G", "-p", "linux-6.1", "-p",
+                 "linux-6.12", "-w", "debian-6.12.118-amd64", "--format", "csv", "-q"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert {(r["policy"], r["workload"]) for r in rows} == {("linux-6.1", "debian-6.12.118-amd64"),
+                                                            ("linux-6.12", "debian-6.12.118-amd64")}
+    assert main(["compare", "-s", str(small_file), "--arch", arch, "--memory", "2G", "-p", "linux-6.1", "-p",
+                 "linux-6.12", "-q"]) == 0
+    table = capsys.readouterr().out
+    assert "workload" in table and "6.1.0-57-" in table and "6.12.118-" in table  # the table says it
 
 
 def test_csv_has_one_row_per_policy_and_metric(small_file, capsys, arch):
@@ -72,6 +93,7 @@ def test_plots_and_html(small_file, tmp_path, capsys, arch):
     assert (tmp_path / "cmp-timeline.png").stat().st_size > 10_000
     page = (html_dir / "index.html").read_text()
     assert "<table>" in page and "shootdowns" in page and 'src="bars.png"' in page
+    assert "<td>debian-6.1.0-57-amd64</td>" in page  # the workload row
     assert (html_dir / "bars.png").exists() and (html_dir / "bars-timeline.png").exists()
     assert "legacy" in capsys.readouterr().out  # the table still goes to stdout
 

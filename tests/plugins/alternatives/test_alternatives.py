@@ -18,8 +18,9 @@ def _expected(info, kernel="6.1", retpoline=False):
     para = info.table(".parainstructions")
     retp = 0 if retpoline else info.table(".retpoline_sites")
     rets = info.table(".return_sites")
-    writes = para + retp + rets + alts
-    nbytes = 6 * para + 5 * retp + 5 * rets + instrlen * alts
+    seals = info.table(".ibt_endbr_seal")
+    writes = para + retp + rets + alts + seals
+    nbytes = 6 * para + 5 * retp + 5 * rets + instrlen * alts + 4 * seals
     return writes, nbytes
 
 
@@ -28,19 +29,30 @@ def test_kvm_6_1_writes_every_paravirt_retpoline_return_and_alternative_site(pat
     (kvm,) = load(m, "kvm")
     info = kvm.info
     assert (info.table(".parainstructions"), info.table(".retpoline_sites"), info.table(".return_sites"),
-            info.table(".altinstructions")) == (98, 455, 2153, 180)
+            info.table(".altinstructions")) == (98, 455, 2157, 180)
     r = reports(kvm, "alternatives", "finalize")
     assert (r["writes"], r["bytes"]) == _expected(info)
-    assert (r["paravirt"], r["retpolines"], r["returns"], r["altinstructions"]) == (98, 455, 2153, 180)
+    assert (r["paravirt"], r["retpolines"], r["returns"], r["altinstructions"]) == (98, 455, 2157, 180)
     assert r["text_pokes"] == r["sync_ipis"] == r["local_flushes"] == r["shootdowns"] == 0
 
 
 def test_6_12_has_no_paravirt_step(patch_machine, load, reports):
-    m = patch_machine(layout="module-memory", kernel="6.12")
+    m = patch_machine(layout="module-memory", kernel="6.12")  # on the 6.12 workload
+    (kvm,) = load(m, "kvm")
+    # 6.12 modules have no .parainstructions (pv calls are ALT_FLAG_DIRECT_CALL alternatives)
+    # and, built with CONFIG_X86_KERNEL_IBT, an .ibt_endbr_seal
+    assert kvm.info.table(".parainstructions") == 0 and kvm.info.table(".ibt_endbr_seal") > 0
+    r = reports(kvm, "alternatives", "finalize")
+    assert "paravirt" not in r and "paravirt_alternatives" not in r
+    assert r["endbr_seal"] == kvm.info.table(".ibt_endbr_seal")
+    assert (r["writes"], r["bytes"]) == _expected(kvm.info, "6.12")
+
+
+def test_6_12_code_on_6_1_modules_patches_paravirt_sites_as_alternatives(patch_machine, load, reports):
+    m = patch_machine(layout="module-memory", kernel="6.12", workload="debian-6.1.0-57-amd64")
     (kvm,) = load(m, "kvm")
     r = reports(kvm, "alternatives", "finalize")
-    assert "paravirt" not in r and r["paravirt_alternatives"] == 98
-    assert (r["writes"], r["bytes"]) == _expected(kvm.info, "6.12")
+    assert "paravirt" not in r and r["paravirt_alternatives"] == kvm.info.table(".parainstructions") == 98
 
 
 def test_plain_retpolines_are_left_alone(patch_machine, load, reports):

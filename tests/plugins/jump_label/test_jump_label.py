@@ -10,7 +10,8 @@ from permalloc import Machine, MachineSpec, PolicySpec, SpecError
 from permalloc.plugins.jump_label import flip, state, tracing
 from permalloc.plugins.jump_label import keys as km
 from permalloc.plugins.module_loader import loader as loader_of
-from permalloc.plugins.module_loader.loader import get_workload
+from permalloc.plugins.module_loader.patching import vmlinux
+from permalloc.plugins.module_loader.scenarios import BOOT_MODULES
 
 
 def _cost(m: Machine, fn):
@@ -29,12 +30,20 @@ def test_text_poke_queue_batches_like_the_kernel():
     assert m.text.queue([(base + 64, 2), (base + 32, 2), (base + 96, 2)]) == 2
 
 
-def test_vmlinux_key_model_is_the_real_table():
-    assert len(km.VMLINUX_COUNTS) == km.VMLINUX_JUMP_KEYS == 2820
-    assert sum(km.VMLINUX_COUNTS) == 6288 - 171
-    assert sum(km.init_true("", i) for i in range(km.VMLINUX_JUMP_KEYS)) in range(40, 100)
-    off = [i for i in range(km.VMLINUX_JUMP_KEYS) if not km.boot_enabled(i)]
-    assert len(km.boot_disabled_keys(50)) == 50 and km.boot_disabled_keys(50) == [f"k{i}" for i in off[:50]]
+def _keys(m: Machine) -> km.VmlinuxKeys:
+    return state(m).model
+
+
+@pytest.mark.parametrize("kernel", ["6.1", "6.12"])
+def test_vmlinux_key_model_is_the_real_table(patch_machine, kernel):
+    m = patch_machine(kernel=kernel)
+    vk, tables = _keys(m), vmlinux(m).tables
+    assert vk.count == tables.jump_keys > 2000
+    assert sum(vk.runtime) == tables.jump_entries - tables.jump_entries_init
+    assert sum(vk.init_true) == tables.jump_keys_true == sum(vk.init_true_of("", i) for i in range(vk.count))
+    off = [i for i in range(vk.count) if not vk.boot_enabled(i)]
+    assert list(vk.disabled) == off and 0.9 * vk.count < len(off) < vk.count
+    assert [vk.parse_key(f"off:{i}") for i in range(3)] == [("", i) for i in off[:3]]
 
 
 def test_key_split_follows_the_pc64_relocations(patch_machine, load):
@@ -55,7 +64,7 @@ def test_table_writes_are_staged(patch_machine, load, reports):
 
 
 def _kernel_key_of(m, name):
-    entries, _ = km.module_entries(get_workload().modules[name], {})
+    entries, _ = km.module_entries(_keys(m), loader_of(m).workload.modules[name], {})
     return next(e.key for e in entries if e.key[0] == "")
 
 
@@ -77,15 +86,18 @@ def test_coming_patches_only_keys_off_their_initializer(patch_machine, load, rep
 
 def test_flip_cost_scales_with_sites_and_batches(patch_machine):
     m = patch_machine()
-    big = km.VMLINUX_COUNTS.index(1100)
+    runtime = _keys(m).runtime
+    big = runtime.index(max(runtime))  # the key with the most sites in the real table
+    n = runtime[big]
+    assert n > 256  # several batches
     name = f"k{big}"
     enable = not state(m).key(("", big)).enabled
     patched, cost = _cost(m, lambda: flip(m, name, enable))
-    assert patched == 1100
-    assert cost["sync_ipis"] == 3 * math.ceil(1100 / 256) == 15
-    assert cost["text_pokes"] == 3 * 1100 and cost["shootdowns"] == 0
+    assert patched == n
+    assert cost["sync_ipis"] == 3 * math.ceil(n / 256)
+    assert cost["text_pokes"] == 3 * n and cost["shootdowns"] == 0
     assert _cost(m, lambda: flip(m, name, enable)) == (0, {"sync_ipis": 0, "text_pokes": 0, "shootdowns": 0})
-    one = km.VMLINUX_COUNTS.index(1)
+    one = runtime.index(1)
     patched, cost = _cost(m, lambda: flip(m, f"k{one}", not state(m).key(("", one)).enabled))
     assert (patched, cost["sync_ipis"]) == (1, 3)
 
@@ -97,10 +109,10 @@ def test_modules_add_a_batch_each_and_going_unlinks(patch_machine, load):
     users = state(m).key(key).users
     assert "ext4" in users
     module_sites = sum(len(state(m).modules[u].by_key[key]) for u in users)
-    vmlinux = km.VMLINUX_COUNTS[key[1]]
+    vmlinux_sites = _keys(m).runtime[key[1]]
     patched, cost = _cost(m, lambda: flip(m, f"k{key[1]}", not state(m).key(key).enabled))
-    assert patched == module_sites + vmlinux
-    assert cost["sync_ipis"] >= 3 * (len(users) + (1 if vmlinux else 0))
+    assert patched == module_sites + vmlinux_sites
+    assert cost["sync_ipis"] >= 3 * (len(users) + (1 if vmlinux_sites else 0))
     loader_of(m).unload("ext4")
     assert "ext4" not in state(m).key(key).users and "ext4" not in state(m).modules
 
@@ -109,11 +121,15 @@ def test_module_keys_and_names(patch_machine, load):
     m = patch_machine()
     load(m, "xfs")
     own = state(m).modules["xfs"].own_keys
-    assert own == math.ceil(651 * 2820 / 6288)
+    own_entries = km.key_split(loader_of(m).loaded["xfs"].info)[2]
+    vk = _keys(m)
+    assert own == math.ceil(own_entries * vk.count / vmlinux(m).tables.jump_entries) > 0
     patched = flip(m, "xfs:k0", True)
     assert patched == len(state(m).modules["xfs"].by_key.get(("xfs", 0), []))
-    with pytest.raises(SpecError, match="vmlinux has keys k0..k2819"):
-        flip(m, "k5000", True)
+    with pytest.raises(SpecError, match=f"vmlinux has keys k0..k{vk.count - 1}"):
+        flip(m, f"k{vk.count}", True)
+    with pytest.raises(SpecError, match="keys disabled after boot"):
+        flip(m, f"off:{vk.count}", True)
     loader_of(m).unload("xfs")
     with pytest.raises(SpecError, match="not loaded"):
         flip(m, "xfs:k0", False)
@@ -123,6 +139,8 @@ def test_module_keys_and_names(patch_machine, load):
 def test_tracing_scenario_is_documented():
     sc = tracing()
     ops = [op["op"] for op in sc.ops]
-    assert ops.count("load_module") == 50 and ops.count("ftrace") == 2 and ops.count("static_key") == 100
+    assert ops.count("load_module") == len(BOOT_MODULES) and ops.count("ftrace") == 2 and ops.count("static_key") == 100
     keys = [op for op in sc.ops if op["op"] == "static_key"]
     assert [k["enable"] for k in keys] == [True] * 50 + [False] * 50
+    # named off:N, resolved against the machine's own vmlinux when the op runs
+    assert [k["key"] for k in keys] == [f"off:{i}" for i in range(50)] * 2

@@ -15,11 +15,12 @@ from permalloc import (
     VRange,
     hookimpl,
 )
+from permalloc.plugin.pluginmanager import registry_manager
 from permalloc.plugins.module_loader import loader as loader_of
-from permalloc.plugins.module_loader.loader import get_workload
 from permalloc.plugins.module_loader.workload import MemClass
 from permalloc.run.scenario import Scenario
 from permalloc.run.simulation import run
+from permalloc.run.workloads import resolve_workload
 
 
 def _machine(arch, layout="contiguous", kernel="6.1", plugins=(), **kw):
@@ -30,7 +31,7 @@ def _machine(arch, layout="contiguous", kernel="6.1", plugins=(), **kw):
 def _load(machine, name):
     from contextlib import nullcontext
 
-    return loader_of(machine).load(get_workload(), name, lambda kind: nullcontext())
+    return loader_of(machine).load(name, lambda kind: nullcontext())
 
 
 def test_dependencies_load_first_in_topological_order(arch):
@@ -43,7 +44,7 @@ def test_dependencies_load_first_in_topological_order(arch):
 
 
 def test_unknown_module_suggests_close_names(arch):
-    with pytest.raises(SpecError, match=r"unknown module 'ext5'.*did you mean ext4"):
+    with pytest.raises(SpecError, match=r"module 'ext5' is not in workload debian-6.1.0-57-amd64 .*did you mean ext4"):
         _load(_machine(arch), "ext5")
 
 
@@ -143,8 +144,8 @@ def test_text_3_gib_from_the_kernel_is_flagged():
 
 
 def test_dependency_cycle_is_named(monkeypatch, arch):
-    w = get_workload()
     m = _machine(arch)
+    w = loader_of(m).workload
     real = w.modules["crc16"]
     fake = {"crc16": real.model_copy(update={"depends": ["mbcache"]}),
             "mbcache": w.modules["mbcache"].model_copy(update={"depends": ["crc16"]})}
@@ -154,7 +155,7 @@ def test_dependency_cycle_is_named(monkeypatch, arch):
         package, version = "fake", "0"
 
     with pytest.raises(SpecError, match="dependency cycle"):
-        loader_of(m).load_order(Fake(), "crc16")
+        loader_of(m).load_order(loader_of(m).source, Fake(), "crc16")
 
 
 def test_address_lookup(arch):
@@ -178,3 +179,45 @@ def test_run_modules_view_and_ingest_errors_through_the_cli(tmp_path, capsys, ar
     assert main(["ingest", str(bad), "-o", str(tmp_path / "w.json.gz"), "-q"]) == 1
     err = capsys.readouterr().err
     assert f"{bad}: not an ELF file" in err and "Traceback" not in err
+
+
+class Arm64Arch:
+    """An arch that models aarch64 kernels: x86-64 workloads must not run on it."""
+
+    name = "arm64test"
+
+    @hookimpl
+    def permalloc_arch_describe(self, spec):
+        return ArchInfo(
+            name="arm64test", machine="aarch64", page_offset=0xFFFF000000000000,
+            ranges={
+                "module": VRange(name="module", start=0xFFFF800000000000, end=0xFFFF800080000000),
+                "vmalloc": VRange(name="vmalloc", start=0xFFFF800080000000, end=0xFFFFFBFFFE000000),
+            },
+        )
+
+
+def test_a_workload_of_another_machine_is_refused():
+    spec = MachineSpec(arch="arm64test", memory="1G")
+    source = resolve_workload(registry_manager(), "debian-6.1.0-57-amd64")
+    with pytest.raises(PermallocError, match=r"^workload debian-6.1.0-57-amd64 is x86_64, arch 'arm64test' is aarch64$"):
+        Machine(spec, PolicySpec(name="t"), plugins=[Arm64Arch()], workload=source)
+    # without a workload the loader takes the policy's default, and refuses it the same way
+    m = Machine(spec, PolicySpec(name="t"), plugins=[Arm64Arch()])
+    with pytest.raises(SpecError, match=r"^workload debian-6.1.0-57-amd64 is x86_64, arch 'arm64test' is aarch64$"):
+        _load(m, "crc16")
+
+
+def test_unload_works_whatever_workload_loaded_the_module(arch):
+    """A module loaded from another workload (the op's override) unloads like the others."""
+    ops = [{"op": "load_module", "module": "crc16"},
+           {"op": "load_module", "module": "mbcache", "workload": "debian-6.12.118-amd64"},
+           {"op": "unload_module", "module": "mbcache"}, {"op": "unload_module", "module": "crc16"},
+           {"op": "load_module", "module": "mbcache", "workload": "debian-6.12.118-amd64"}]
+    result = run(Scenario(name="mix", ops=ops), MachineSpec(arch=arch, memory="2G"), PolicySpec(name="t"))
+    assert result.workload == "debian-6.1.0-57-amd64" and result.problems == []
+    assert [row["name"] for row in result.extra["module_loader"]["modules"]] == ["mbcache"]
+    with pytest.raises(SpecError, match=r"ops\[0\] \(load_module\): module 'fuse' is not in workload "
+                       r"debian-6.12.118-amd64"):
+        run(Scenario(name="s", ops=[{"op": "load_module", "module": "fuse"}]), MachineSpec(arch=arch, memory="1G"),
+            PolicySpec(name="t", kernel="6.12"))

@@ -10,7 +10,6 @@ from permalloc import Machine, MachineSpec
 from permalloc.model.pages import PAGE_SHIFT, PMD_SIZE
 from permalloc.plugin.policies import BUILTIN_POLICIES
 from permalloc.plugins.module_loader import loader as loader_of
-from permalloc.plugins.module_loader.loader import get_workload
 from permalloc.run.scenario import Scenario
 from permalloc.run.simulation import run
 
@@ -26,7 +25,7 @@ def _machine(x86, policy=ROX, plugins=(), strict=True):
 
 
 def _load(m, name):
-    return loader_of(m).load(get_workload(), name, lambda kind: nullcontext())
+    return loader_of(m).load(name, lambda kind: nullcontext())
 
 
 def test_xfs_text_comes_from_the_cache_and_goes_live_rox(x86):
