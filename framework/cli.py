@@ -234,8 +234,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
             memory = parse_size(args.memory)
         except ValueError as exc:
             raise PermallocError(f"--memory: {exc}") from None
+    workload = resolve_workload(pm, args.workload) if args.workload else None
     report = validate.validate(args.files, pm, policies(pm), arch=args.arch, policy=policy, memory=memory,
-                               seed=args.seed)
+                               seed=args.seed, workload=workload)
     if args.format == "json":
         _write_output(json.dumps(report, indent=2) + "\n", args.output)
     else:
@@ -328,6 +329,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--policy", "-p", help="policy name or file (default: the built-in policy of the measured kernel)")
     p.add_argument("--arch", help="arch backend (default: the policy's arch, else x86)")
     p.add_argument("--memory", help="RAM of the measured machine (default: from the boot's present pages)")
+    p.add_argument("--workload", help="workload name or file of the measured kernel (default: a workload file among "
+                   "FILE|DIR, else the registered workload of the measured release)")
     p.add_argument("--seed", type=int, default=0, help="seed of every random choice (default: %(default)s)")
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.add_argument("-o", "--output", help="write the JSON here instead of stdout")

@@ -109,7 +109,7 @@ class Machine:
         # The task that runs the scenario starts on a CPU the scheduler picks; with nothing
         # else running, which one is arbitrary: a seeded choice (ops may name a CPU).
         self.cpu = self.rng.randrange(self.spec.cpus)
-        self.kernel_image: KernelImage | None = self.hook.permalloc_kernel_image(spec=self.spec, policy=self.policy)
+        self.kernel_image: KernelImage | None = self.hook.permalloc_kernel_image(machine=self)
         self.pagetables = KernelPageTables()
         self.tlb = TLBState()
         self.metrics = Metrics(self.spec.cpus, self.spec.cost)

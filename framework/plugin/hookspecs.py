@@ -91,10 +91,11 @@ def permalloc_arch_direct_map(spec: MachineSpec, memblock: Memblock) -> tuple[li
 
 
 @hookspec(firstresult=True)
-def permalloc_kernel_image(spec: MachineSpec, policy: PolicySpec) -> KernelImage | None:
-    """The kernel image (vmlinux layout) the machine runs; the module loader answers from
-    the workload of the run. None: boot without an image (no image reservation or
-    image-mapping work). Stops at the first non-None result."""
+def permalloc_kernel_image(machine: Machine) -> KernelImage | None:
+    """The kernel image (vmlinux layout) ``machine`` runs, before it boots: the module loader
+    answers from the machine's workload (``machine.workload``, or the policy's). None: boot
+    without an image (no image reservation or image-mapping work). Stops at the first
+    non-None result."""
 
 
 @hookspec(firstresult=True)

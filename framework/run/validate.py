@@ -31,6 +31,7 @@ from permalloc.plugin.hookspecs import hookimpl
 from permalloc.plugin.policy import PolicySpec
 from permalloc.run.scenario import Scenario, op_registry
 from permalloc.run.simulation import RunContext
+from permalloc.run.workloads import WorkloadSource, read_header, workloads
 
 INFO_COLUMNS = ["kernel", "variant", "key", "value"]
 EVENT_COLUMNS = {"seq", "event", "object"}
@@ -92,6 +93,8 @@ def read(paths: Sequence[str | Path]) -> Measurement:
         path = Path(raw)
         if path.is_dir():
             files.extend(sorted(p for p in path.iterdir() if p.suffix == ".csv"))
+        elif path.name.endswith((".json.gz", ".json")):
+            continue  # a workload file given next to the measurements
         elif path.exists():
             files.append(path)
         else:
@@ -275,14 +278,34 @@ def policy_for_release(release: str, policies: dict[str, PolicySpec]) -> PolicyS
     return policies[name]
 
 
+def measured_workload(measurement: Measurement, paths: Sequence[str | Path], pm: Any) -> WorkloadSource:
+    """The workload of the measured kernel release: a workload file among the measurement's
+    files or directories, else a registered one of that release."""
+    candidates = []
+    for raw in paths:
+        path = Path(raw)
+        for file in sorted(path.iterdir()) if path.is_dir() else [path]:
+            if file.name.endswith((".json.gz", ".json")):
+                candidates.append(read_header(file))
+    candidates += list(workloads(pm).values())
+    for source in candidates:
+        if source.kernel_release == measurement.release:
+            return source
+    raise MeasurementError(
+        f"{', '.join(measurement.files)}: no workload of kernel {measurement.release}: ingest its package "
+        f"(permalloc ingest ... --only <the measured modules>) into the measurement's directory, or give --workload")
+
+
 def validate(paths: Sequence[str | Path], pm: Any, policies: dict[str, PolicySpec], arch: str | None = None,
-             policy: PolicySpec | None = None, memory: int | None = None, seed: int = 0) -> dict[str, Any]:
+             policy: PolicySpec | None = None, memory: int | None = None, seed: int = 0,
+             workload: WorkloadSource | None = None) -> dict[str, Any]:
     """Read, rebuild, replay and compare: the result ``permalloc validate`` prints."""
     measurement = read(paths)
     policy = policy or policy_for_release(measurement.release, policies)
+    workload = workload or measured_workload(measurement, paths, pm)
     spec = machine_spec(measurement, arch or policy.arch or "x86", memory=memory, seed=seed)
     tally = Tally()
-    machine = Machine(spec, policy, plugins=[tally])
+    machine = Machine(spec, policy, plugins=[tally], workload=workload)
     booted = {key: value >> 10 for key, value in machine.directmap.meminfo().items()}
     simulated = replay(measurement, machine, tally)
     measured_boot = boot_meminfo(measurement)
@@ -295,6 +318,7 @@ def validate(paths: Sequence[str | Path], pm: Any, policies: dict[str, PolicySpe
         "files": measurement.files,
         "kernel_release": measurement.release,
         "policy": policy.name,
+        "workload": workload.name,
         "machine": spec.model_dump(mode="json", exclude={"cost"}),
         "boot": boot,
         "events": compare(measurement, simulated),
@@ -307,7 +331,8 @@ def print_report(report: dict[str, Any], console: Any) -> None:
 
     m = report["machine"]
     console.print(f"[bold]{report['kernel_release']}[/] on a simulated {m['arch']} machine, {m['cpus']} CPUs, "
-                  f"{m['memory'] >> 20} MiB, platform {m['platform'] or 'default'}, policy {report['policy']}")
+                  f"{m['memory'] >> 20} MiB, platform {m['platform'] or 'default'}, policy {report['policy']}, "
+                  f"workload {report['workload']}")
     if report["boot"]:
         table = Table(title="boot /proc/meminfo", header_style="bold")
         for col in ("line", "measured kB", "simulated kB", "diff"):

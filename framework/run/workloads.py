@@ -8,7 +8,7 @@ starts with, and the registry that plugins fill through ``permalloc_register_wor
 A workload file is text, gzipped when its name ends in ``.gz``. Its first line is the
 header, a JSON object::
 
-    {"format": "permalloc-module-workload", "format_version": 2, "package": ...,
+    {"format": "permalloc-module-workload", "format_version": 3, "package": ...,
      "version": ..., "kernel_release": ..., "machine": "x86_64", "modules": 4023}
 
 so that listing workloads reads a few hundred bytes of each file. A plain JSON document
@@ -50,7 +50,7 @@ __all__ = [
 ]
 
 FORMAT = "permalloc-module-workload"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 _SUFFIXES = (".json.gz", ".json", ".gz")
 
 

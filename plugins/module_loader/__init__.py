@@ -15,13 +15,14 @@ from typing import Any, Literal
 from pydantic import Field
 
 from permalloc import Machine, hookimpl
+from permalloc.model.kernelimage import ImageSection, KernelImage
 from permalloc.report.tables import ReportColumn
 from permalloc.run.scenario import Op, OpType
-from permalloc.run.workloads import WorkloadSource, read_header
+from permalloc.run.workloads import WorkloadSource, policy_workload, read_header
 
 from . import cli
 from .layouts import LAYOUTS
-from .loader import ModuleLoader
+from .loader import ModuleLoader, get_workload
 from .scenarios import SCENARIOS
 from .workload import BUNDLED_WORKLOADS, bundled_workload_path
 
@@ -90,9 +91,20 @@ def permalloc_register_workloads() -> list[WorkloadSource]:
 
 
 @hookimpl
-def permalloc_kernel_image(spec: Any, policy: Any) -> Any:
-    """The vmlinux of the run's workload, when the workload carries one."""
-    return getattr(get_workload(None), "vmlinux", None)
+def permalloc_kernel_image(machine: Machine) -> KernelImage | None:
+    """The vmlinux of the machine's workload (its sections and layout markers)."""
+    source = machine.workload or policy_workload(machine.pm, machine.policy)
+    if source is None:
+        return None
+    vmlinux = get_workload(source.path).vmlinux
+    if vmlinux is None:
+        return None
+    return KernelImage(
+        release=vmlinux.kernel_release, machine=vmlinux.machine,
+        sections=tuple(ImageSection(name=s.name, addr=s.addr, size=s.size, flags=s.flags, align=s.align)
+                       for s in vmlinux.sections),
+        layout={name: value for name, value in vmlinux.layout.items() if value is not None},
+    )
 
 
 @hookimpl

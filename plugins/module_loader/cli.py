@@ -46,6 +46,8 @@ def add_ingest_command(subparsers: Any) -> None:
     p.add_argument("--package", metavar="NAME", help="package name to record (default: detected)")
     p.add_argument("--version", metavar="VER", help="package version to record (default: detected)")
     p.add_argument("--kernel-release", metavar="REL", help="kernel release (default: detected)")
+    p.add_argument("--only", metavar="NAME[,NAME...]",
+                   help="keep only these modules and what they depend on (e.g. the modules a measurement loaded)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary")
     p.set_defaults(func=run_ingest)
 
@@ -104,6 +106,7 @@ def run_ingest(args: argparse.Namespace) -> int:
                 on_total=lambda n: progress.update(task, total=n),
                 on_result=lambda k: progress.advance(task, k),
                 on_error=report,
+                only=[n for n in args.only.split(",") if n] if args.only else None,
             )
         except (OSError, ValueError) as exc:
             console.print(f"permalloc ingest: {exc}", markup=False)

@@ -157,6 +157,9 @@ class ModuleRecord:
     kallsyms_core_bytes: int
     kallsyms_init_bytes: int
     percpu_size: int
+    file_size: int  # bytes of the ELF image (decompressed)
+    stored_size: int  # bytes of the file as stored (the compressed size of a .ko.xz)
+    btf_size: int  # .BTF, which btf_module_notify copies at MODULE_STATE_COMING
     #: (reloc type number, source class index, target code, count); target code is a
     #: MemClass index, _T_PERCPU, or _T_UNDEF0 + index into ``undefined``.
     relocs: list[tuple[int, int, int, int]]
@@ -222,6 +225,13 @@ def _stem(path: str) -> str:
         if base.endswith(suffix):
             return base[: -len(suffix)]
     return base
+
+
+def _stored_size(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError as exc:
+        raise _Malformed(f"cannot read: {exc.strerror or exc}") from None
 
 
 def _read_file(path: str) -> bytes:
@@ -318,7 +328,7 @@ def ingest_file(path: str | os.PathLike[str], kernel_release: str | None = None)
     Raises :class:`IngestError` naming the file on bad input."""
     spath = os.fspath(path)
     try:
-        return _ingest(spath, _read_file(spath), kernel_release)
+        return _ingest(spath, _read_file(spath), kernel_release, _stored_size(spath))
     except IngestError:
         raise
     except (_Malformed, ELFError) as exc:
@@ -344,7 +354,7 @@ def _rules(vermagic: str | None, kernel_release: str | None) -> KernelRules:
         raise _Malformed(str(exc)) from None
 
 
-def _ingest(path: str, data: bytes, kernel_release: str | None) -> ModuleRecord:
+def _ingest(path: str, data: bytes, kernel_release: str | None, stored_size: int | None = None) -> ModuleRecord:
     hdr = _elf_header(data)
     machine = MACHINES[hdr["e_machine"]]
     size = len(data)
@@ -386,6 +396,10 @@ def _ingest(path: str, data: bytes, kernel_release: str | None) -> ModuleRecord:
             if flags[i] & SHF_ALLOC and names[i] == name:
                 return i
         return 0
+
+    # kernel/module/main.c:find_module_sections (CONFIG_DEBUG_INFO_BTF_MODULES=y):
+    # mod->btf_data = any_section_objs(info, ".BTF", 1, ...), found whatever its flags
+    btf_size = next((sizes[i] for i in range(1, shnum) if names[i] == ".BTF"), 0)
 
     # ------------------------------------------------------------------ modinfo
     # kernel/module/main.c:setup_load_info: index.info = find_sec(".modinfo").
@@ -606,6 +620,9 @@ def _ingest(path: str, data: bytes, kernel_release: str | None) -> ModuleRecord:
         kallsyms_core_bytes=kallsyms_core,
         kallsyms_init_bytes=kallsyms_init,
         percpu_size=percpu_size,
+        file_size=size,
+        stored_size=stored_size if stored_size is not None else size,
+        btf_size=btf_size,
         relocs=relocs,
         tables=tables,
         undefined=undefined,
@@ -825,6 +842,28 @@ def _run(
     return [results[f] for f in files], vml
 
 
+def _closure(records: list[ModuleRecord], only: Iterable[str], errors: list[IngestError],
+             on_error: Callable[[IngestError], None] | None) -> list[ModuleRecord]:
+    """The records of the ``only`` modules and of everything they depend on."""
+    by_name = {r.name: r for r in records}
+    keep: set[str] = set()
+    todo = [module_name(name) for name in only]
+    while todo:
+        name = todo.pop()
+        if name in keep:
+            continue
+        record = by_name.get(name)
+        if record is None:
+            err = IngestError(name, "--only names a module that is not among the ingested files")
+            errors.append(err)
+            if on_error:
+                on_error(err)
+            continue
+        keep.add(name)
+        todo.extend(module_name(dep) for dep in record.depends)
+    return [r for r in records if r.name in keep]
+
+
 def ingest_paths(
     paths: Sequence[str | os.PathLike[str]],
     *,
@@ -837,8 +876,12 @@ def ingest_paths(
     on_total: Callable[[int], None] | None = None,
     on_result: Callable[[int], None] | None = None,
     on_error: Callable[[IngestError], None] | None = None,
+    only: Iterable[str] | None = None,
 ) -> IngestResult:
     """Ingest module files and directories, and the kernel image, into a workload.
+
+    ``only`` keeps just those modules and what they depend on (modinfo depends), e.g. the
+    modules a measurement loaded; an unknown name is an IngestError naming it.
 
     ``vmlinuz`` defaults to the package's ``boot/vmlinuz-<release>`` (:func:`find_vmlinuz`);
     without one the workload has no vmlinux facts. ``on_total(n)`` is called once with the
@@ -874,6 +917,8 @@ def ingest_paths(
             continue
         seen[item.name] = item.path
         records.append(item)
+    if only is not None:
+        records = _closure(records, only, errors, on_error)
     release = release or _release_from_records(records)
     if isinstance(vml, VmlinuxInfo) and vml.kernel_release != release:
         vml = IngestError(image or "vmlinuz", f"kernel release {vml.kernel_release} (linux_banner), the modules "
@@ -951,6 +996,9 @@ def ingest_paths(
                 undefined_kernel,
                 dict(sorted(undefined_modules.items())),
                 r.percpu_size,
+                r.file_size,
+                r.stored_size,
+                r.btf_size,
             ]
         )
 

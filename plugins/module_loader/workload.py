@@ -173,7 +173,8 @@ class ModuleInfo(BaseModel):
         default_factory=dict, description="undefined symbols per exporting module"
     )
     percpu_size: int = Field(default=0, ge=0, description="size of .data..percpu (allocated in the per-CPU area)")
-    file_size: int = Field(default=0, ge=0, description="bytes of the ELF image finit_module reads (uncompressed)")
+    file_size: int = Field(default=0, ge=0, description="bytes of the ELF image (decompressed)")
+    stored_size: int = Field(default=0, ge=0, description="bytes of the file as shipped (.ko.xz: compressed)")
     btf_size: int = Field(default=0, ge=0, description="size of .BTF (copied by btf_module_notify at MODULE_STATE_COMING)")
 
     @field_validator("tables")
@@ -216,21 +217,21 @@ class Workload(BaseModel):
 # --------------------------------------------------------------------------- compact form
 #
 # line 1, the header (permalloc.run.workloads.header_line):
-# {"format": FORMAT, "format_version": 2, "package": ..., "version": ..., "kernel_release":
+# {"format": FORMAT, "format_version": 3, "package": ..., "version": ..., "kernel_release":
 #  ..., "machine": "x86_64", "modules": <count>}
 # line 2, the body:
 # {"vmlinux": VmlinuxInfo.model_dump() or null, "classes": [7 names], "tables": [names],
 #  "reloc_types": [...], "targets": [...], "modules": [row, ...]}
 #
 # row = [name, depends, sections, kallsyms_core, kallsyms_init, relocs, tables,
-#        undefined_kernel, undefined_modules, percpu_size]
+#        undefined_kernel, undefined_modules, percpu_size, file_size, stored_size, btf_size]
 #   sections = [[name, size, align, flags, class_index], ...]
 #   relocs   = flat [type_index, source_class_index, target_index, count, ...]
 #   tables   = flat [table_index, count, ...]
 
 
 def _row_to_dict(row: list[Any], strings: _Strings) -> dict[str, Any]:
-    (name, depends, sections, kcore, kinit, relocs, tables, ukern, umods, percpu) = row
+    (name, depends, sections, kcore, kinit, relocs, tables, ukern, umods, percpu, fsize, ssize, btf) = row
     classes = strings.classes
     return {
         "name": name,
@@ -253,6 +254,9 @@ def _row_to_dict(row: list[Any], strings: _Strings) -> dict[str, Any]:
         "undefined_kernel": ukern,
         "undefined_modules": umods,
         "percpu_size": percpu,
+        "file_size": fsize,
+        "stored_size": ssize,
+        "btf_size": btf,
     }
 
 
@@ -332,6 +336,9 @@ def encode_module(mod: ModuleInfo | Mapping[str, Any], strings: _Strings) -> lis
         int(d["undefined_kernel"]),
         dict(d["undefined_modules"]),
         int(d.get("percpu_size", 0)),
+        int(d.get("file_size", 0)),
+        int(d.get("stored_size", 0)),
+        int(d.get("btf_size", 0)),
     ]
 
 

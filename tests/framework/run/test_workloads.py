@@ -12,6 +12,7 @@ from permalloc import PolicySpec, SpecError, hookimpl
 from permalloc.plugin import hookspecs
 from permalloc.run.workloads import (
     FORMAT,
+    FORMAT_VERSION,
     WorkloadSource,
     header_line,
     policy_workload,
@@ -55,7 +56,7 @@ def test_the_header_line_describes_the_file(tmp_path):
         (gzip.compress(b"\x00\x01garbage"), "not a workload file"),
         (b"\x1f\x8bnot really gzip", "not a workload file"),
         (json.dumps({"format": FORMAT, "format_version": 1, "modules": []}).encode(),
-         "format_version 1, this permalloc reads 2: regenerate it with `permalloc ingest`"),
+         "format_version 1, this permalloc reads 3: regenerate it with `permalloc ingest`"),
     ],
 )
 def test_bad_files_are_one_line_errors(tmp_path, content, message):
@@ -69,8 +70,8 @@ def test_bad_files_are_one_line_errors(tmp_path, content, message):
 def test_a_newer_header_is_refused(tmp_path):
     path = tmp_path / "new.json.gz"
     header = json.loads(header_line("p", "v", "6.1.0", "x86_64", 1))
-    _write(path, json.dumps({**header, "format_version": 3}), {})
-    with pytest.raises(SpecError, match="format_version 3"):
+    _write(path, json.dumps({**header, "format_version": FORMAT_VERSION + 1}), {})
+    with pytest.raises(SpecError, match=f"format_version {FORMAT_VERSION + 1}"):
         read_header(path)
 
 
