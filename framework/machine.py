@@ -60,6 +60,21 @@ def _bind_observer(function: Callable[..., Any], argnames: tuple[str, ...]) -> C
     return lambda machine, event: function(*[machine if name == "machine" else event for name in argnames])
 
 
+def event_kinds(hook: Any) -> list[ev.EventKind]:
+    """The core's event kinds and every plugin's (permalloc_event_kinds); a name twice is an error."""
+    kinds = list(ev.CORE_KINDS)
+    seen = {kind.name for kind in kinds}
+    for batch in hook.permalloc_event_kinds():
+        for kind in batch or ():
+            if not isinstance(kind, ev.EventKind):
+                raise PluginError(f"permalloc_event_kinds returned {type(kind).__name__}, expected EventKind")
+            if kind.name in seen:
+                raise PluginError(f"event kind {kind.name!r} is declared twice")
+            seen.add(kind.name)
+            kinds.append(kind)
+    return kinds
+
+
 def _check_policy(policy: PolicySpec, arch: ArchInfo) -> None:
     """Refuse a policy whose mechanisms the arch does not have, rather than ignore them."""
     needs = {
@@ -112,7 +127,8 @@ class Machine:
         self.kernel_image: KernelImage | None = self.hook.permalloc_kernel_image(machine=self)
         self.pagetables = KernelPageTables()
         self.tlb = TLBState()
-        self.metrics = Metrics(self.spec.cpus, self.spec.cost)
+        self.event_kinds = event_kinds(self.hook)
+        self.metrics = Metrics(self.spec.cpus, self.spec.cost, self.event_kinds)
         self.aliases: list[LinearAlias] = []  # other linear maps of RAM (x86: the kernel's high mapping)
         self.ranges: dict[str, VRange] = dict(self.arch.ranges)
         self.spaces: dict[str, AddressSpace] = {}
@@ -164,7 +180,7 @@ class Machine:
             "perm_allocs": len(self.perm.live),
         }
         self.tlb.flush_all()  # the boot CPU flushed everything before init ran
-        self.metrics = Metrics(self.spec.cpus, self.spec.cost)  # boot is the starting state, not the run
+        self.metrics = Metrics(self.spec.cpus, self.spec.cost, self.event_kinds)  # boot is the starting state
         self.hook.permalloc_machine_start(machine=self)
 
     # -- per-plugin state -----------------------------------------------------------------

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import statistics
 from array import array
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
+from permalloc.errors import PermallocError
 from permalloc.model import events as ev
 from permalloc.model.spec import CostModel
 
@@ -40,8 +41,8 @@ GAUGES = (
 )
 COUNTERS = tuple(name for name in METRICS if name not in GAUGES)
 DESCRIPTIONS = {
-    "shootdowns": "all-CPU TLB flush rounds (range or full) sent to other CPUs",
-    "ipis": "IPIs received by other CPUs (flush rounds x (cpus - 1), plus patching syncs)",
+    "shootdowns": "all-CPU TLB flushes (range or full), through IPIs or a hardware broadcast",
+    "ipis": "IPIs received by other CPUs (IPI flush rounds and patching syncs, x (cpus - 1))",
     "sync_ipis": "text-patching sync rounds (text_poke_bp-style)",
     "local_flushes": "flushes done on the local CPU only",
     "directmap_splits_1g": "1 GiB -> 2 MiB direct-map splits",
@@ -60,60 +61,27 @@ DESCRIPTIONS = {
 }
 
 
-def cost_table(cost: CostModel, cpus: int) -> dict[str, tuple[float, float]]:
-    """Per event kind: (fixed ns, ns per unit of ``event.n``), from the cost model."""
-    round_ns = cost.shootdown_ns + cost.shootdown_per_cpu_ns * (cpus - 1)
-    table = dict.fromkeys(ev.KINDS, (0.0, 0.0))
-    table.update({
-        ev.FLUSH_RANGE: (round_ns, 0.0),
-        ev.FLUSH_ALL: (round_ns, 0.0),
-        ev.SYNC_IPI: (round_ns, 0.0),
-        ev.FLUSH_LOCAL: (0.0, cost.local_flush_page_ns),
-        ev.SPLIT_1G: (0.0, cost.split_ns),
-        ev.SPLIT_2M: (0.0, cost.split_ns),
-        ev.VMAP_SPLIT_2M: (0.0, cost.split_ns),
-        ev.VMAP_COLLAPSE_2M: (0.0, cost.split_ns),  # the inverse page-table rewrite of a split
-        ev.MAP: (0.0, cost.pte_update_ns),
-        ev.UNMAP: (0.0, cost.pte_update_ns),
-        ev.PTE_PERM: (0.0, cost.pte_update_ns),
-        ev.DIRECTMAP_PERM: (0.0, cost.pte_update_ns),
-        ev.PAGE_ALLOC: (0.0, cost.page_alloc_ns),
-        ev.TEXT_POKE: (cost.text_poke_ns + cost.local_flush_page_ns, cost.poke_byte_ns),
-    })
+def kind_table(kinds: Iterable[ev.EventKind], cost: CostModel, cpus: int) -> dict[str, tuple]:
+    """Per event kind, what folding one event does: (fixed ns, ns per unit, per-event counter
+    increments, the counter ``n`` adds to, whether it is an IPI round)."""
+    table: dict[str, tuple] = {}
+    for kind in kinds:
+        fixed, per_unit = kind.cost(cost, cpus) if callable(kind.cost) else kind.cost
+        for name, _ in kind.counters:
+            if name not in COUNTERS:
+                raise PermallocError(f"event kind {kind.name!r} counts into {name!r}, which is not a counter metric "
+                                     f"({', '.join(COUNTERS)})")
+        if kind.unit_counter is not None and kind.unit_counter not in COUNTERS:
+            raise PermallocError(f"event kind {kind.name!r} counts into {kind.unit_counter!r}, which is not a counter "
+                                 "metric")
+        table[kind.name] = (fixed, per_unit, kind.counters, kind.unit_counter, kind.ipi_round)
     return table
-
-
-def event_cost(event: ev.Event, cost: CostModel, cpus: int) -> float:
-    """The cost model's estimate for one event, in ns."""
-    if event.kind == ev.FLUSH_LOCAL and event.extra and event.extra.get("full"):
-        return cost.local_flush_all_ns
-    fixed, per_unit = cost_table(cost, cpus)[event.kind]
-    return fixed + per_unit * event.n
-
-
-# What an event adds to the counters: kind -> ((counter, per event), (counter, per unit of n)).
-_COUNTS: dict[str, tuple[tuple[str, int], ...]] = {
-    ev.FLUSH_RANGE: (("shootdowns", 1),),
-    ev.FLUSH_ALL: (("shootdowns", 1),),
-    ev.SYNC_IPI: (("sync_ipis", 1),),
-    ev.FLUSH_LOCAL: (("local_flushes", 1),),
-    # __text_poke ends with a flush of poking_mm on this CPU: one local flush per poke
-    ev.TEXT_POKE: (("text_pokes", 1), ("local_flushes", 1)),
-}
-_COUNTS_N: dict[str, str] = {
-    ev.SPLIT_1G: "directmap_splits_1g",
-    ev.SPLIT_2M: "directmap_splits_2m",
-    ev.TEXT_POKE: "poke_bytes",
-    ev.WX_VIOLATION: "wx_violations",
-    ev.RELOC_OUT_OF_RANGE: "reloc_out_of_range",
-}
-_IPI_ROUNDS = frozenset({ev.FLUSH_RANGE, ev.FLUSH_ALL, ev.SYNC_IPI})
 
 
 class Metrics:
     """Counters folded from events, plus per-op-kind samples of their deltas."""
 
-    def __init__(self, cpus: int, cost: CostModel) -> None:
+    def __init__(self, cpus: int, cost: CostModel, kinds: Iterable[ev.EventKind] = ev.CORE_KINDS) -> None:
         self.cpus = cpus
         self.cost = cost
         self.counters: dict[str, float] = dict.fromkeys(COUNTERS, 0)
@@ -122,30 +90,32 @@ class Metrics:
         self.peak_allocated = 0
         self.peak_requested = 0
         self._samples: dict[str, list[array]] = {}
-        self._cost = cost_table(cost, cpus)
+        self._kinds = kind_table(kinds, cost, cpus)
 
     def fold(self, event: ev.Event) -> None:
         c = self.counters
         kind = event.kind
-        times = 1
-        if kind == ev.FLUSH_LOCAL and event.extra and event.extra.get("full"):
+        entry = self._kinds.get(kind)
+        if entry is None:
+            raise PermallocError(f"event kind {kind!r} (from {event.source or 'an unnamed source'}) is not registered: "
+                                 "a plugin declares its kinds with permalloc_event_kinds")
+        fixed, per_unit, counts, unit_counter, ipi_round = entry
+        extra = event.extra
+        times = extra.get("pokes", 1) if extra else 1  # a batched step: several operations in one event
+        if kind == ev.FLUSH_LOCAL and extra and extra.get("full"):
             event.cost_ns = self.cost.local_flush_all_ns
         else:
-            if kind == ev.TEXT_POKE and event.extra:
-                times = event.extra.get("pokes", 1)  # a batch step: several pokes in one event
-            fixed, per_unit = self._cost[kind]
             event.cost_ns = fixed * times + per_unit * event.n
         c["cost_ns"] += event.cost_ns
-        for name, inc in _COUNTS.get(kind, ()):
+        for name, inc in counts:
             c[name] += inc * times
-        name = _COUNTS_N.get(kind)
-        if name is not None:
-            c[name] += event.n
-        if kind in _IPI_ROUNDS:
-            c["ipis"] += self.cpus - 1
+        if unit_counter is not None:
+            c[unit_counter] += event.n
+        if ipi_round:
+            c["ipis"] += (self.cpus - 1) * times
         elif kind == ev.ALLOC or kind == ev.FREE:
             sign = 1 if kind == ev.ALLOC else -1
-            extra = event.extra or {}
+            extra = extra or {}
             self.live_allocated += sign * extra.get("allocated", 0)
             self.live_requested += sign * extra.get("requested", 0)
             self.peak_allocated = max(self.peak_allocated, self.live_allocated)

@@ -46,6 +46,10 @@ class CostModel(BaseModel):
     shootdown_per_cpu_ns: float = Field(150.0, ge=0, description="added per target CPU of a round")
     # Same paper, section 2: an INVLPG costs on the order of a hundred cycles; a full local
     # flush more, because every entry must be refilled afterwards.
+    # A hardware-broadcast invalidation (arm64 TLBI ...IS + DSB; AMD INVLPGB + TLBSYNC) waits for
+    # the other CPUs' acknowledgement in hardware, with no interrupt: estimated at the order of
+    # a remote cache-line round trip, a few hundred ns.
+    broadcast_flush_ns: float = Field(500.0, ge=0, description="one hardware-broadcast TLB invalidation")
     local_flush_page_ns: float = Field(100.0, ge=0)
     local_flush_all_ns: float = Field(500.0, ge=0)
     # arch/x86/mm/pat/set_memory.c: split_large_page allocates a page-table page and writes

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
     from permalloc.machine import Machine
     from permalloc.model.archinfo import ArchInfo, VRange
-    from permalloc.model.events import Event
+    from permalloc.model.events import Event, EventKind
     from permalloc.model.kernelimage import KernelImage
     from permalloc.model.memblock import BootMemory, Memblock
     from permalloc.model.perms import Perm
@@ -277,6 +277,13 @@ def permalloc_event(machine: Machine, event: Event) -> None:
 
 
 @hookspec
+def permalloc_event_kinds() -> list[EventKind]:
+    """Declare the event kinds you emit (:class:`~permalloc.model.events.EventKind`): which
+    counters each feeds, whether it is an IPI round, its cost. An event of an undeclared kind
+    is an error naming the kind and its source."""
+
+
+@hookspec
 def permalloc_register_ops() -> list[OpType]:
     """Contribute scenario ops (:class:`~permalloc.run.scenario.OpType`): name, model, handler."""
 
@@ -365,6 +372,7 @@ RETURN_TYPES: dict[str, str] = {
     "permalloc_runtime_patch": "int",
     "permalloc_machine_teardown": "list",
     "permalloc_register_ops": "list",
+    "permalloc_event_kinds": "list",
     "permalloc_register_policies": "list",
     "permalloc_register_scenarios": "list",
     "permalloc_register_workloads": "list",
