@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from permalloc import memstate
 from permalloc.boot import BOOT_CPU, boot
 from permalloc.errors import ContractError, PermallocError, PluginError
+from permalloc.mechanisms.archmechanisms import ArchMechanisms
 from permalloc.mechanisms.cpa import Cpa
 from permalloc.mechanisms.process import Processes
-from permalloc.mechanisms.textpoke import TextPoke
 from permalloc.mechanisms.vmalloc import Vmalloc
 from permalloc.model import events as ev
 from permalloc.model.archinfo import ArchInfo, VRange
@@ -112,7 +112,7 @@ class Machine:
             )
         self.strict = strict
         self.kernel = kernel_version(self.policy.kernel)
-        self.pm, self.arch = machine_manager(self.spec, plugins)
+        self.pm, self.arch = machine_manager(self.spec, self.policy, plugins)
         _check_policy(self.policy, self.arch)
         if workload is not None and self.arch.machine and workload.machine != self.arch.machine:
             raise PermallocError(
@@ -145,7 +145,9 @@ class Machine:
             self.spaces[name] = by_bounds[bounds] = AddressSpace(vrange, offset)
         self.vmalloc = Vmalloc(self)
         self.cpa = Cpa(self)
-        self.text = TextPoke(self)
+        self.mechanisms: ArchMechanisms = self.call_arch("permalloc_arch_mechanisms", machine=self)
+        self.tlb_flush = self.mechanisms.tlb
+        self.text = self.mechanisms.text
         self.perm = PermAlloc(self)
         self.now_ms = 0.0
         self._state: dict[str, Any] = {}
@@ -364,22 +366,18 @@ class Machine:
 
     # -- TLB flushes ----------------------------------------------------------------------
     def flush_kernel_range(self, start: int, end: int, source: str = "") -> None:
-        """flush_tlb_kernel_range: per-page flush on every CPU up to the ceiling, else a full one.
-
-        arch/x86/mm/tlb.c: flush_tlb_kernel_range compares the page count with
-        tlb_single_page_flush_ceiling; both paths are one IPI round to all other CPUs.
-        """
-        npages = (end - start + PAGE_SIZE - 1) >> PAGE_SHIFT
-        if npages > self.arch.tlb_single_page_flush_ceiling:
-            self.flush_all(source)
-            return
-        pfns = self.tlb.flush_range(start, end)
-        self.emit(ev.FLUSH_RANGE, npages, start, pfns, source)
+        """flush_tlb_kernel_range, as the arch delivers it (IPI rounds, or a hardware broadcast)."""
+        self.tlb_flush.kernel_range(self, start, end, source)
 
     def flush_all(self, source: str = "") -> None:
-        """flush_tlb_all: a full flush on every CPU (one IPI round)."""
-        pfns = self.tlb.flush_all()
-        self.emit(ev.FLUSH_ALL, 1, 0, pfns, source)
+        """flush_tlb_all, as the arch delivers it."""
+        self.tlb_flush.all(self, source)
+
+    def flush_range_ipi(self, start: int, end: int, source: str = "") -> None:
+        """A per-page flush of [start, end) that every other CPU does in an IPI handler, whatever
+        the arch's flush_tlb_kernel_range does (x86 cpa_flush: on_each_cpu(__cpa_flush_tlb))."""
+        pfns = self.tlb.flush_range(start, end)
+        self.emit(ev.FLUSH_RANGE, (end - start + PAGE_SIZE - 1) >> PAGE_SHIFT, start, pfns, source)
 
     def flush_local(self, start: int = 0, end: int = 0, source: str = "") -> None:
         """A flush on this CPU only (``end == 0``: all of its TLB). Remote entries stay stale."""

@@ -18,6 +18,9 @@ from permalloc import (
     VRange,
     hookimpl,
 )
+from permalloc.mechanisms.archmechanisms import ArchMechanisms
+from permalloc.mechanisms.textpatch import TextPatcher
+from permalloc.mechanisms.tlbflush import IpiFlush
 from permalloc.model.directmap import simple_leaves
 from permalloc.model.memblock import BootMemory, Memblock, MemRange
 from permalloc.model.pages import PAGE_SHIFT, PAGE_SIZE, pages_for
@@ -42,8 +45,18 @@ def permalloc_arch_describe(spec: MachineSpec) -> ArchInfo:
             "module": VRange(name="module", start=VMALLOC.start, end=VMALLOC.end),
             "kernel_image": VRange(name="kernel_image", start=0xFFFFFFFF81000000, end=0xFFFFFFFFA0000000),
         },
-        tlb_single_page_flush_ceiling=33,
     )
+
+
+# A flush ceiling, as flush_tlb_kernel_range implementations have (x86's 33 pages)
+FLUSH_CEILING = 33
+
+
+@hookimpl(trylast=True)
+def permalloc_arch_mechanisms(machine: Machine) -> ArchMechanisms:
+    """Flushes through IPI rounds (the kernel's default: on_each_cpu), text written through a
+    fixmap alias (arm64, riscv, ...), a direct map that set_memory can change."""
+    return ArchMechanisms(tlb=IpiFlush(FLUSH_CEILING), text=TextPatcher(machine))
 
 
 # Zones a 64-bit kernel has without ZONE_DMA: DMA32 below 4 GiB, Normal above (mm/page_alloc.c)

@@ -41,11 +41,12 @@ from permalloc import (
     VRange,
     hookimpl,
 )
+from permalloc.mechanisms.archmechanisms import ArchMechanisms
 from permalloc.mechanisms.vmalloc import VmArea
 from permalloc.model.memblock import BootMemory, Memblock
 from permalloc.model.pages import PAGE_SIZE, pages_for
 
-from . import bootmap, dmalias, kernelmap, layout, platform, staging
+from . import bootmap, dmalias, kernelmap, layout, mechanisms, platform, staging
 from .blockcache import BlockCache
 from .hugepack import HugePacks, Region
 from .livecache import LiveCache, LiveRange
@@ -88,6 +89,11 @@ def _blocks(machine: Machine) -> BlockCache | None:
 @hookimpl
 def permalloc_arch_describe(spec: MachineSpec) -> ArchInfo:
     return layout.describe(spec)
+
+
+@hookimpl
+def permalloc_arch_mechanisms(machine: Machine) -> ArchMechanisms:
+    return mechanisms.mechanisms(machine)
 
 
 # arch/x86/mm/init.c: zone_sizes_init (MAX_DMA_PFN = 16 MiB, MAX_DMA32_PFN = 4 GiB)
@@ -264,7 +270,7 @@ def permalloc_poke(machine: Machine, alloc: PermAllocation, offset: int, length:
         machine.store(addr, length, source="poke")  # writable data: a plain store
     elif alloc.perm & Perm.X and length <= layout.POKE_MAX_OPCODE_SIZE:
         # alternative.c:text_poke_bp (6.1 l.1996) -> text_poke_bp_batch: int3, tail, byte 0
-        machine.text.bp_batch([(addr, length)], source="text_poke_bp")
+        machine.text.live([(addr, length)], source="text_poke_bp")
     else:
         # alternative.c:text_poke_copy (6.1 l.1514): __text_poke per 2 pages, no IPI
         machine.text.copy(addr, length, source="text_poke_copy")

@@ -84,7 +84,6 @@ def describe(spec: MachineSpec) -> ArchInfo:
             "percpu": VRange(name="percpu", start=PERCPU_START, end=PERCPU_START + PERCPU_BOUND),
         },
         module_load_offset_max_pages=MODULE_LOAD_OFFSET_MAX_PAGES,
-        tlb_single_page_flush_ceiling=TLB_SINGLE_PAGE_FLUSH_CEILING,
         # The machine uses 1 GiB leaves only if the spec's CPU has them (MachineSpec.gbpages):
         # init.c:probe_page_size_mask needs direct_gbpages && X86_FEATURE_GBPAGES.
         direct_map_gbpages=True,

@@ -1,7 +1,7 @@
 """The set_memory_* engine (arch/x86/mm/pat/set_memory.c: change_page_attr_set_clr).
 
-Shared by every arch backend, which picks the flush ceiling and whether the direct-map
-alias follows through its :class:`~permalloc.model.archinfo.ArchInfo`.
+The mechanism of an arch whose direct map has large leaves that CPA splits (x86; the
+generic arch borrows it). Its flush ceiling is the arch's TLB mechanism's.
 """
 
 from __future__ import annotations
@@ -115,10 +115,12 @@ class Cpa:
                     m.change_alias(other, pfns, alias_set, alias_clear, source=f"{source}/alias")
         if not changed_any:
             return False
-        if force_flush_all or npages > m.arch.tlb_single_page_flush_ceiling:
+        # cpa_flush: flush_tlb_all beyond the arch's ceiling, else on_each_cpu(__cpa_flush_tlb),
+        # an IPI round even where flush_tlb_kernel_range is a broadcast (x86 INVLPGB)
+        if force_flush_all or npages > m.tlb_flush.ceiling:
             m.flush_all(source=f"{source}/cpa_flush")
         else:
-            m.flush_kernel_range(addr, addr + (npages << PAGE_SHIFT), source=f"{source}/cpa_flush")
+            m.flush_range_ipi(addr, addr + (npages << PAGE_SHIFT), source=f"{source}/cpa_flush")
         if source in COLLAPSING and m.kernel > COLLAPSE_AFTER:
             collapse = f"{source}/cpa_collapse_large_pages"
             if sum(m.collapse_ptes(mp, index, count, collapse) for mp, index, count in segments):

@@ -47,6 +47,11 @@ class TlbFlush:
         pfns = m.tlb.flush_all()
         m.emit(self.all_kind, 1, 0, pfns, source)
 
+    def alias_page(self, m: Machine, source: str, times: int = 1) -> None:
+        """flush_tlb_kernel_range over one page of a transient alias, ``times`` times: the
+        fixmap slot a text patcher maps for each write (its translation is the only one)."""
+        m.emit(self.range_kind, 1, 0, None, source, times=times)
+
 
 class IpiFlush(TlbFlush):
     """An IPI round to every other CPU (on_each_cpu)."""

@@ -175,10 +175,14 @@ class Vmalloc:
 
         Direct map to not-present, one flush that covers the vmalloc alias and the direct
         map (through _vm_unmap_aliases with flush_dmap), then the direct map back to default.
+        Where the arch cannot set the direct map, only the flush is left.
         """
         m = self.m
         start = min(m.directmap_addr(pfn) for pfn in pfns)
         end = max(m.directmap_addr(pfn) for pfn in pfns) + PAGE_SIZE
+        if not m.mechanisms.can_set_direct_map:
+            self.unmap_aliases(start, end, flush=True, source=f"{source}/vm_reset_perms")
+            return
         with m.atomic("vm_reset_perms"):
             m.change_directmap(pfns, Perm.NONE, Perm.RWX, source="set_direct_map_invalid_noflush")
             self.unmap_aliases(start, end, flush=True, source=f"{source}/vm_reset_perms")

@@ -53,8 +53,8 @@ class ArchInfo(BaseModel):
     module_load_offset_max_pages: int = Field(
         0, ge=0, description="KASLR: the module area starts 1..N pages in (0: no randomisation)"
     )
-    tlb_single_page_flush_ceiling: int = Field(
-        33, ge=0, description="range flushes of more pages than this flush everything"
+    bpf_range: str = Field(
+        "module", description="the range bpf_jit_alloc_exec takes JIT images from (module_alloc, or vmalloc)"
     )
     direct_map_gbpages: bool = Field(False, description="the direct map may use 1 GiB leaves")
     huge_vmap: bool = Field(False, description="vmalloc space may be mapped with 2 MiB leaves")

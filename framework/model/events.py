@@ -29,7 +29,9 @@ TLBI_RANGE = "tlbi_range"  # all CPUs, per-page invalidation broadcast by hardwa
 TLBI_ALL = "tlbi_all"  # all CPUs, full invalidation broadcast by hardware
 SYNC_IPI = "sync_ipi"  # text_poke_sync: on_each_cpu(do_sync_core)
 TEXT_POKE = "text_poke"  # writes through the per-CPU temporary alias, each with its local flush
-#                          (n bytes; extra "pokes": how many __text_poke calls, default 1)
+#                          (n bytes; extra "times": how many __text_poke calls, default 1)
+TEXT_WRITE = "text_write"  # writes through a shared patching alias (fixmap), whose flush is its own event
+STOP_MACHINE = "stop_machine"  # every other CPU is woken to spin in the stopper while one patches
 STORE = "store"  # plain stores through a writable mapping (staging writes)
 ALLOC = "alloc"  # a contract allocation came to life (requested/allocated bytes)
 FREE = "free"
@@ -93,6 +95,13 @@ CORE_KINDS: tuple[EventKind, ...] = (
     EventKind(TEXT_POKE, "writes through the text patching alias, each with its local flush",
               counters=(("text_pokes", 1), ("local_flushes", 1)), unit_counter="poke_bytes",
               cost=lambda cost, cpus: (cost.text_poke_ns + cost.local_flush_page_ns, cost.poke_byte_ns)),
+    # arch/arm64/kernel/patching.c: __aarch64_insn_write maps FIX_TEXT_POKE0, writes, clears it;
+    # clear_fixmap's flush_tlb_kernel_range is emitted by the arch's TLB mechanism
+    EventKind(TEXT_WRITE, "writes through the fixmap patching alias", counters=(("text_pokes", 1),),
+              unit_counter="poke_bytes", cost=lambda cost, cpus: (cost.text_poke_ns, cost.poke_byte_ns)),
+    # kernel/stop_machine.c: stop_machine_cpuslocked wakes the stopper thread of every CPU
+    EventKind(STOP_MACHINE, "stop_machine rendezvous of every CPU (IPIs to every other CPU)",
+              counters=(("sync_ipis", 1),), ipi_round=True, cost=_round),
     EventKind(STORE, "plain stores through a writable mapping"),
     EventKind(ALLOC, "a contract allocation came to life"),
     EventKind(FREE, "a contract allocation was freed"),

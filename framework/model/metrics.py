@@ -101,7 +101,7 @@ class Metrics:
                                  "a plugin declares its kinds with permalloc_event_kinds")
         fixed, per_unit, counts, unit_counter, ipi_round = entry
         extra = event.extra
-        times = extra.get("pokes", 1) if extra else 1  # a batched step: several operations in one event
+        times = extra.get("times", 1) if extra else 1  # a batched step: several operations in one event
         if kind == ev.FLUSH_LOCAL and extra and extra.get("full"):
             event.cost_ns = self.cost.local_flush_all_ns
         else:

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     import argparse
 
     from permalloc.machine import Machine
+    from permalloc.mechanisms.archmechanisms import ArchMechanisms
     from permalloc.model.archinfo import ArchInfo, VRange
     from permalloc.model.events import Event, EventKind
     from permalloc.model.kernelimage import KernelImage
@@ -51,14 +52,40 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 
 @hookspec(firstresult=True)
-def permalloc_arch_describe(spec: MachineSpec) -> ArchInfo | None:
-    """Describe the arch: address ranges, page sizes, flush ceiling, relocation reach.
+def permalloc_arch_describe(spec: MachineSpec, policy: PolicySpec) -> ArchInfo | None:
+    """Describe the arch: address ranges, page sizes, relocation reach, features.
 
     :param spec: the machine spec (an arch may size its ranges from it).
+    :param policy: the policy of the run: its ``kernel`` names the kernel whose layout to
+        follow (arm64's module area changed in 6.5). Listing arches (``permalloc plugins``)
+        passes the default policy.
 
     Called once when a :class:`Machine` is built. An implementation that returns an
     :class:`~permalloc.model.archinfo.ArchInfo` makes its plugin an *arch plugin*, selectable by
     ``ArchInfo.name`` with ``--arch``. Stops at the first non-None result.
+    """
+
+
+@hookspec
+def permalloc_applies(arch: ArchInfo, policy: PolicySpec) -> bool:
+    """Whether this plugin takes part in a machine of ``arch`` under ``policy``.
+
+    Called on each implementation separately, once per machine, right after the arch is
+    chosen: a plugin that answers False is left out of that machine entirely (a patcher of
+    x86 tables on an arm64 machine). A plugin without it takes part everywhere. Must return
+    a bool.
+    """
+
+
+@hookspec(firstresult=True)
+def permalloc_arch_mechanisms(machine: Machine) -> ArchMechanisms | None:
+    """Choose the arch's mechanisms for ``machine``: TLB invalidation, text patching,
+    whether the direct map can be changed (:class:`~permalloc.mechanisms.archmechanisms.ArchMechanisms`).
+
+    Called once per machine after its arch is described and before it boots, so
+    ``machine.spec`` (e.g. its ``cpu_features``), ``machine.policy`` and ``machine.kernel``
+    are known and nothing has run yet. The ``generic`` arch answers with IPI flushes
+    (ceiling 33) and the fixmap patcher. Stops at the first non-None result.
     """
 
 
@@ -355,6 +382,7 @@ def permalloc_add_commands(subparsers: argparse._SubParsersAction) -> None:
 # plugin that returns the wrong type is named in the error.
 RETURN_TYPES: dict[str, str] = {
     "permalloc_arch_describe": "ArchInfo",
+    "permalloc_arch_mechanisms": "ArchMechanisms",
     "permalloc_arch_boot_memory": "BootMemory",
     "permalloc_arch_direct_map": "tuple",
     "permalloc_kernel_image": "KernelImage",

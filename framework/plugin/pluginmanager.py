@@ -103,11 +103,14 @@ def registry_manager(extra: Iterable[Any] = ()) -> pluggy.PluginManager:
     return pm
 
 
-def arch_plugins(pm: pluggy.PluginManager, spec: Any) -> dict[str, tuple[Any, ArchInfo]]:
-    """Every registered arch plugin by arch name, with its description for ``spec``."""
+def arch_plugins(pm: pluggy.PluginManager, spec: Any, policy: Any = None) -> dict[str, tuple[Any, ArchInfo]]:
+    """Every registered arch plugin by arch name, with its description for ``spec`` under
+    ``policy`` (None: the default policy)."""
+    if policy is None:
+        from permalloc.plugin.policy import DEFAULT_POLICY as policy
     arches: dict[str, tuple[Any, ArchInfo]] = {}
     for impl in pm.hook.permalloc_arch_describe.get_hookimpls():
-        info = impl.function(*[{"spec": spec}[arg] for arg in impl.argnames])
+        info = impl.function(*[{"spec": spec, "policy": policy}[arg] for arg in impl.argnames])
         if not isinstance(info, ArchInfo):
             raise PluginError(
                 f"plugin {impl.plugin_name!r}: permalloc_arch_describe returned "
@@ -117,20 +120,29 @@ def arch_plugins(pm: pluggy.PluginManager, spec: Any) -> dict[str, tuple[Any, Ar
     return arches
 
 
-def machine_manager(spec: Any, extra: Iterable[Any] = ()) -> tuple[pluggy.PluginManager, ArchInfo]:
-    """The plugin manager of one machine: the selected arch, ``generic``, and the rest.
+def machine_manager(spec: Any, policy: Any, extra: Iterable[Any] = ()) -> tuple[pluggy.PluginManager, ArchInfo]:
+    """The plugin manager of one machine: the selected arch, ``generic``, and the plugins
+    that apply to that arch (``permalloc_applies``).
 
     Raises :class:`PluginError` for an unknown arch (listing the known ones).
     """
     pm = registry_manager(extra)
-    arches = arch_plugins(pm, spec)
+    arches = arch_plugins(pm, spec, policy)
     if spec.arch not in arches:
         raise PluginError(f"unknown arch {spec.arch!r}; known arches: {', '.join(sorted(arches))}")
     for name, (plugin, _info) in arches.items():
         if name not in (spec.arch, "generic"):
             pm.unregister(plugin)
+    arch = arches[spec.arch][1]
+    for impl in pm.hook.permalloc_applies.get_hookimpls():
+        applies = impl.function(*[{"arch": arch, "policy": policy}[arg] for arg in impl.argnames])
+        if not isinstance(applies, bool):
+            raise PluginError(f"plugin {impl.plugin_name!r}: permalloc_applies returned {type(applies).__name__}, "
+                              "expected bool")
+        if not applies:
+            pm.unregister(impl.plugin)
     _guard(pm)
-    return pm, arches[spec.arch][1]
+    return pm, arch
 
 
 def _plugin_name(plugin: Any) -> str:
@@ -162,6 +174,10 @@ def _expected_type(name: str) -> type | tuple[type, ...]:
         return _TYPES[name]
     if name == "ArchInfo":
         return ArchInfo
+    if name == "ArchMechanisms":
+        from permalloc.mechanisms.archmechanisms import ArchMechanisms
+
+        return ArchMechanisms
     if name == "BootMemory":
         from permalloc.model.memblock import BootMemory
 

@@ -169,7 +169,7 @@ def permalloc_module_going(machine: Machine, module: Any) -> None:
 def _update_ftrace_func(machine: Machine) -> None:
     base = vmlinux_text(machine)
     for offset in ftrace_func_sites(machine):
-        machine.text.bp_batch([(base + offset, MCOUNT_INSN_SIZE)], source="ftrace_update_ftrace_func")
+        machine.text.live([(base + offset, MCOUNT_INSN_SIZE)], source="ftrace_update_ftrace_func")
 
 
 def toggle(machine: Machine, enable: bool, vmlinux: bool = False) -> int:

@@ -4,7 +4,8 @@ A page breaks W^X when it is writable through one alias (its vmalloc mapping, it
 direct-map entry, a stale TLB entry) while executable through another, once a kernel
 operation is complete: the states inside one CPA call or one vm_reset_perms (which the
 kernel finishes, flush included, before anyone uses the memory) are judged at its end. The per-CPU
-temporary mapping of text_poke is writable by design; it is allowed, and counted. Each
+temporary mapping of text_poke (or the fixmap slot of an arm64-style patcher) is writable
+by design; it is allowed, and counted. Each
 time a page enters the W+X state a ``wx_violation`` event is emitted; with
 ``Machine(strict=True)`` it raises instead.
 """
@@ -19,11 +20,13 @@ from permalloc.model import events as ev
 __version__ = "1.0"
 
 _ALIAS_EVENTS = frozenset(
-    {ev.MAP, ev.UNMAP, ev.PTE_PERM, ev.DIRECTMAP_PERM, ev.FLUSH_RANGE, ev.FLUSH_ALL, ev.PAGE_FREE}
+    {ev.MAP, ev.UNMAP, ev.PTE_PERM, ev.DIRECTMAP_PERM, ev.FLUSH_RANGE, ev.FLUSH_ALL, ev.TLBI_RANGE, ev.TLBI_ALL,
+     ev.PAGE_FREE}
 )
 
 
-_WATCHED = _ALIAS_EVENTS | {ev.TEXT_POKE, ev.SETTLED}
+_POKES = frozenset({ev.TEXT_POKE, ev.TEXT_WRITE})
+_WATCHED = _ALIAS_EVENTS | _POKES | {ev.SETTLED}
 
 
 class _State:
@@ -47,8 +50,8 @@ def permalloc_event(machine: Machine, event: Event) -> None:
     kind = event.kind
     if kind not in _WATCHED:
         return
-    if kind == ev.TEXT_POKE:
-        _state(machine).poke_aliases += event.extra.get("pokes", 1) if event.extra else 1
+    if kind in _POKES:
+        _state(machine).poke_aliases += event.extra.get("times", 1) if event.extra else 1
         return
     state = _state(machine)
     if kind == ev.SETTLED:

@@ -129,7 +129,7 @@ def _update(machine: Machine, sites: list[tuple[int, int, bool]], with_init: boo
     todo = [(addr, length) for addr, length, init in sites if with_init or not init]
     if not todo:
         return 0, 0, 0
-    return len(todo), sum(length for _, length in todo), machine.text.queue(todo, source=source)
+    return len(todo), sum(length for _, length in todo), machine.text.queue(todo, source=source, wait=True)
 
 
 @hookimpl

@@ -63,7 +63,7 @@ def permalloc_module_coming(machine: Machine, module: Any) -> dict[str, Any] | N
     offsets = spread(class_bytes(module.info, MemClass.TEXT), sites, CALL_INSN_SIZE)
     for offset in offsets:
         addr = module.address(MemClass.TEXT, offset)
-        machine.text.bp_batch([(addr, CALL_INSN_SIZE)], source="arch_static_call_transform/text_poke_bp")
+        machine.text.live([(addr, CALL_INSN_SIZE)], source="arch_static_call_transform/text_poke_bp")
     _state(machine)[module.name] = len(offsets)
     return cost.report("static_call", stage="coming", writes=len(offsets), bytes=len(offsets) * CALL_INSN_SIZE,
                        batches=len(offsets))

@@ -21,7 +21,6 @@ def test_four_level_layout():
     assert info.ranges["module"].size == 1008 * MiB  # MODULES_LEN with KASLR
     assert (info.ranges["vmalloc"].start, info.ranges["vmalloc"].size) == (0xFFFFC90000000000, 32 << 40)
     assert info.ranges["percpu"].start == 0  # zero-based per-CPU area
-    assert info.tlb_single_page_flush_ceiling == 33
     assert info.module_load_offset_max_pages == 1024
     assert info.huge_vmap and info.text_poke and info.direct_map_gbpages
     assert {"unmapped-block-cache", "live-cache", "percpu_zero_based"} <= info.features
@@ -93,3 +92,13 @@ def test_relocation_reach(rtype: str, place: int, target: int, ok: bool):
 
 def test_types_outside_the_table_are_not_constrained():
     assert layout.describe(MachineSpec(arch="x86")).reloc_in_reach("R_X86_64_NONE", MOD, 0xFFFFC90000000000)
+
+
+def test_flushes_are_ipi_rounds_unless_the_cpu_has_invlpgb():
+    from permalloc import Machine
+    from permalloc.mechanisms.tlbflush import BroadcastFlush, IpiFlush
+
+    plain = Machine(MachineSpec(arch="x86")).mechanisms.tlb
+    amd = Machine(MachineSpec(arch="x86", cpu_features=frozenset({"invlpgb"}))).mechanisms.tlb
+    assert type(plain) is IpiFlush and type(amd) is BroadcastFlush
+    assert plain.ceiling == amd.ceiling == 33  # tlb_single_page_flush_ceiling, both paths

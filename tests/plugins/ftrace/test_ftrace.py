@@ -98,11 +98,11 @@ def test_going_releases_the_records(patch_machine, load):
 
 
 def test_kernel_image_text_can_be_poked():
-    m = Machine(MachineSpec(arch="generic", memory="1G", cpus=4), PolicySpec(name="t"))
+    m = Machine(MachineSpec(arch="x86", memory="1G", cpus=4), PolicySpec(name="t"))
     seen = []
     m.trace = seen.append
     addr = m.ranges["kernel_image"].start + 0x1234
-    m.text.bp_batch([(addr, 5)])
+    m.text.live([(addr, 5)])
     pokes = [e for e in seen if e.kind == "text_poke"]
     assert len(pokes) == 3 and all(not e.pfns for e in pokes)
     assert m.metrics.counters["sync_ipis"] == 3

@@ -22,7 +22,7 @@ def _cost(m: Machine, fn):
 
 def test_text_poke_queue_batches_like_the_kernel():
     """text_poke_queue/finish: 300 ascending sites -> 2 batches (256 + 44) -> 6 sync rounds."""
-    m = Machine(MachineSpec(arch="generic", memory="1G", cpus=4), PolicySpec(name="t"))
+    m = Machine(MachineSpec(arch="x86", memory="1G", cpus=4), PolicySpec(name="t"))
     base = m.ranges["kernel_image"].start
     assert m.text.queue([(base + 16 * i, 5) for i in range(300)]) == 2
     assert m.metrics.counters["sync_ipis"] == 6 and m.metrics.counters["text_pokes"] == 900

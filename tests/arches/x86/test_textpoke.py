@@ -5,7 +5,7 @@ from permalloc.model.pages import PAGE_SIZE
 
 
 def _machine_with_text(pages: int = 4):
-    m = Machine(MachineSpec(arch="generic", cpus=16, memory=1 << 30))
+    m = Machine(MachineSpec(arch="x86", cpus=16, memory=1 << 30))
     area = m.vmalloc.vmalloc(pages * PAGE_SIZE, "module", Perm.RX)
     seen: list = []
     m.trace = seen.append
@@ -31,7 +31,7 @@ def test_text_poke_copy_chunks_by_two_pages():
 def test_text_poke_bp_batch_three_sync_rounds():
     m, area, seen = _machine_with_text()
     sites = [(area.addr + 64 * i, 5) for i in range(10)]
-    m.text.bp_batch(sites)
+    m.text.live(sites)
     c = m.metrics.counters
     assert c["sync_ipis"] == 3  # int3, tail bytes, first byte: text_poke_bp_batch
     assert c["text_pokes"] == 30  # three pokes per 5-byte site

@@ -1,4 +1,4 @@
-"""text_poke and friends (arch/x86/kernel/alternative.c): writes to live text.
+"""text_poke and friends (arch/x86/kernel/alternative.c): x86's text patching mechanism.
 
 __text_poke maps the target page(s) writable in a temporary mm that only the local CPU
 uses, writes, unmaps and flushes the local TLB: no IPI. text_poke_bp changes live
@@ -8,45 +8,18 @@ instructions under int3 and synchronises every CPU between its steps.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from permalloc.errors import ContractError
+from permalloc.mechanisms.textpatch import TextPatcher
 from permalloc.model import events as ev
-from permalloc.model.pages import PAGE_SHIFT, PAGE_SIZE
-
-if TYPE_CHECKING:
-    from permalloc.machine import Machine
+from permalloc.model.pages import PAGE_SIZE
 
 INT3_INSN_SIZE = 1
 TP_VEC_MAX = 256  # alternative.c: PAGE_SIZE / sizeof(struct text_poke_loc)
 
 
-class TextPoke:
-    def __init__(self, machine: Machine) -> None:
-        self.m = machine
-
-    def _pfns(self, addr: int, length: int, memo: dict[int, int | None] | None = None) -> list[int]:
-        """The physical pages under [addr, addr+length); ``memo`` caches lookups per page."""
-        pfns = []
-        for vpn in range(addr >> PAGE_SHIFT, ((addr + length - 1) >> PAGE_SHIFT) + 1):
-            if memo is not None and vpn in memo:
-                pfn = memo[vpn]
-            else:
-                pfn = self._pfn(vpn)
-                if memo is not None:
-                    memo[vpn] = pfn
-            if pfn is not None:
-                pfns.append(pfn)
-        return pfns
-
-    def _pfn(self, vpn: int) -> int | None:
-        found = self.m.pagetables.lookup(vpn << PAGE_SHIFT)
-        if found is None and (vpn << PAGE_SHIFT) in self.m.ranges.get("kernel_image", ()):
-            return None  # vmlinux text: mapped by the boot page tables, which are not modelled
-        if found is None:
-            raise ContractError(f"text_poke: address {vpn << PAGE_SHIFT:#x} is not mapped")
-        mapping, index = found
-        return mapping.pfns[index]
+class TextPoke(TextPatcher):
+    name = "text_poke"
 
     def poke(self, addr: int, length: int, source: str = "text_poke") -> None:
         """__text_poke: at most two pages through poking_mm, then a local flush only."""
@@ -56,7 +29,7 @@ class TextPoke:
             raise ContractError(f"{source}: {length} bytes at {addr:#x} cross more than two pages")
         # One event: the write through poking_mm and the flush that unuse_temporary_mm +
         # flush_tlb_mm_range(poking_mm, ...) make on this CPU only (metrics count both).
-        self.m.emit(ev.TEXT_POKE, length, addr, self._pfns(addr, length), source)
+        self.m.emit(ev.TEXT_POKE, length, addr, self.pfns(addr, length), source)
 
     def copy(self, addr: int, length: int, source: str = "text_poke_copy") -> None:
         """text_poke_copy / text_poke_set: __text_poke over chunks of up to two pages."""
@@ -66,7 +39,7 @@ class TextPoke:
             self.poke(addr + done, chunk, source)
             done += chunk
 
-    def bp_batch(self, sites: Sequence[tuple[int, int]], source: str = "text_poke_bp") -> None:
+    def live(self, sites: Sequence[tuple[int, int]], source: str = "text_poke_bp") -> None:
         """text_poke_bp_batch over ``(addr, len)`` sites: int3 first, then the tail, then byte 0.
 
         Each of the three steps pokes every site that needs it and ends with text_poke_sync
@@ -74,40 +47,41 @@ class TextPoke:
         """
         if not sites:
             return
-        self._poke_step([(addr, INT3_INSN_SIZE) for addr, _ in sites], source)
+        self.write_sites([(addr, INT3_INSN_SIZE) for addr, _ in sites], source)
         self.m.sync_cores(source)
         tails = [(addr + INT3_INSN_SIZE, n - INT3_INSN_SIZE) for addr, n in sites if n > INT3_INSN_SIZE]
         if tails:
-            self._poke_step(tails, source)
+            self.write_sites(tails, source)
             self.m.sync_cores(source)
-        self._poke_step([(addr, INT3_INSN_SIZE) for addr, _ in sites], source)
+        self.write_sites([(addr, INT3_INSN_SIZE) for addr, _ in sites], source)
         self.m.sync_cores(source)
 
-    def _poke_step(self, pokes: list[tuple[int, int]], source: str) -> None:
-        """One step of a batch: a text_poke per site, recorded as one event of ``len(pokes)``
+    def write_sites(self, sites: Sequence[tuple[int, int]], source: str) -> None:
+        """One step of a batch: a text_poke per site, recorded as one event of ``len(sites)``
         pokes (a batch step of thousands of pokes would otherwise be thousands of events)."""
         pfns: list[int] = []
         memo: dict[int, int | None] = {}
-        for addr, length in pokes:
-            pfns.extend(self._pfns(addr, length, memo))
-        self.m.emit(ev.TEXT_POKE, sum(n for _, n in pokes), pokes[0][0], pfns, source, pokes=len(pokes))
+        for addr, length in sites:
+            pfns.extend(self.pfns(addr, length, memo))
+        self.m.emit(ev.TEXT_POKE, sum(n for _, n in sites), sites[0][0], pfns, source, times=len(sites))
 
-    def queue(self, sites: Sequence[tuple[int, int]], source: str = "text_poke_queue") -> int:
+    def queue(self, sites: Sequence[tuple[int, int]], source: str = "text_poke_queue", wait: bool = False) -> int:
         """text_poke_queue for each ``(addr, len)`` site, then text_poke_finish; returns the batches.
 
         alternative.c: text_poke_queue first calls text_poke_flush, which runs
         text_poke_bp_batch on the queued vector when it holds TP_VEC_MAX entries or when the
-        new address is below the last queued one (tp_order_fail).
+        new address is below the last queued one (tp_order_fail). Every batch synchronises
+        all CPUs already, so ``wait`` adds nothing.
         """
         batches = 0
         vec: list[tuple[int, int]] = []
         for addr, length in sites:
             if vec and (len(vec) == TP_VEC_MAX or addr < vec[-1][0]):
-                self.bp_batch(vec, source)
+                self.live(vec, source)
                 batches += 1
                 vec = []
             vec.append((addr, length))
         if vec:
-            self.bp_batch(vec, source)
+            self.live(vec, source)
             batches += 1
         return batches
