@@ -207,6 +207,21 @@ def permalloc_set_memory(
     """
 
 
+@hookspec(firstresult=True)
+def permalloc_bpf_jit_image(machine: Machine, kind: str, insns: int) -> tuple[int, int, int] | None:
+    """Size the arch's BPF JIT image of one program.
+
+    :param kind: ``"ebpf"`` or ``"seccomp"`` (a classic filter, converted first).
+    :param insns: instructions as loaded (eBPF slots, or cBPF instructions).
+
+    Called by the BPF JIT consumer for every program it loads. Return ``(jited_len,
+    binary_align, pack_align)``: the bytes the arch's JIT emits and the alignment it passes
+    to bpf_jit_binary_alloc and to bpf_jit_binary_pack_alloc. The JIT of each arch is its
+    own (arch/*/net/bpf_jit_comp.c). Stops at the first non-None result; None from every
+    plugin means the arch has no JIT size model, which is an error.
+    """
+
+
 # ---------------------------------------------------------------------------------------
 # Consumer hooks (every implementation runs)
 # ---------------------------------------------------------------------------------------
@@ -394,6 +409,7 @@ RETURN_TYPES: dict[str, str] = {
     "permalloc_free": "bool",
     "permalloc_shrink": "int",
     "permalloc_set_memory": "bool",
+    "permalloc_bpf_jit_image": "tuple",
     "permalloc_module_layouts": "list",
     "permalloc_module_finalize": "dict",
     "permalloc_module_coming": "dict",

@@ -55,8 +55,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from permalloc import Machine, hookimpl
-from permalloc.plugins.module_loader.patching import PatchCost, class_bytes, section_span, spread
+from permalloc import ArchInfo, Machine, hookimpl
+from permalloc.plugins.module_loader.patching import PatchCost, class_bytes, section_span, spread, x86_tables
 from permalloc.plugins.module_loader.workload import MemClass
 
 __version__ = "1.0"
@@ -101,6 +101,11 @@ def plan(machine: Machine, info: Any) -> list[tuple[str, int, int]]:
     if machine.kernel >= ENDBR_SEAL_SINCE:
         steps.append(("endbr_seal", info.table(".ibt_endbr_seal"), ENDBR_SEAL_LEN))
     return steps
+
+
+@hookimpl
+def permalloc_applies(arch: ArchInfo) -> bool:
+    return x86_tables(arch)  # x86's .altinstructions/.parainstructions/retpoline/return/IBT tables
 
 
 @hookimpl

@@ -27,10 +27,12 @@ from __future__ import annotations
 from typing import Any
 
 from permalloc import Machine, hookimpl
+from permalloc.plugins.module_loader.patching import x86_tables
 from permalloc.run.scenario import OpType, ScenarioSource
 
-from .ops import OP_TYPES, load_program, state, unload_program
+from .ops import OP_TYPES, has_jit, load_program, state, unload_program
 from .scenarios import SCENARIOS
+from .sizes import X86_BINARY_ALIGN, X86_PACK_ALIGN, image_size
 
 __version__ = "1.0"
 
@@ -40,6 +42,14 @@ def _directmap(machine: Machine) -> dict[str, int]:
     out["splits_1g"] = machine.directmap.splits_1g
     out["splits_2m"] = machine.directmap.splits_2m
     return out
+
+
+@hookimpl(trylast=True)
+def permalloc_bpf_jit_image(machine: Machine, kind: str, insns: int) -> tuple[int, int, int] | None:
+    """The x86-64 JIT's sizes (:mod:`.sizes`), for the arches that run x86-64 kernels."""
+    if not x86_tables(machine.arch):
+        return None
+    return image_size(kind, insns, machine.kernel).image, X86_BINARY_ALIGN, X86_PACK_ALIGN
 
 
 @hookimpl
@@ -62,7 +72,7 @@ PTP_CLASSIFIER_INSNS = 66
 
 @hookimpl
 def permalloc_machine_boot(machine: Machine, stage: str) -> None:
-    if stage == "initcalls":
+    if stage == "initcalls" and has_jit(machine):
         st = state(machine)
         prog = load_program(machine, "ptp_classifier", PTP_CLASSIFIER_INSNS)
         st.boot_programs.append(prog.id)

@@ -32,8 +32,6 @@ from permalloc.model.pages import PAGE_SHIFT
 from .pack import ProgPack, exec_alloc, lock_rox
 from .sizes import (
     BPF_BINARY_HEADER,
-    X86_BINARY_ALIGN,
-    X86_PACK_ALIGN,
     ImageSize,
     binary_alloc_hole,
     binary_alloc_size,
@@ -98,7 +96,7 @@ class PerProgram(Allocator):
         area = exec_alloc(m, size, source="bpf_jit_alloc_exec")
         # jit_fill_hole (int3 over the whole area), then do_jit writes the image in place
         m.store(area.addr, size, source="bpf_jit_binary_alloc")
-        start = _start(m, binary_alloc_hole(prog.image.image, size), X86_BINARY_ALIGN)
+        start = _start(m, binary_alloc_hole(prog.image.image, size), prog.image.binary_align)
         prog.size, prog.addr, prog.handle = size, area.addr, area
         prog.image_addr = area.addr + BPF_BINARY_HEADER + start
         lock_rox(m, area.addr, size >> PAGE_SHIFT)  # bpf_jit_binary_lock_ro
@@ -129,9 +127,9 @@ class PackAllocator(Allocator):
 
     def load(self, prog: Program) -> None:
         m = self.m
-        size = pack_alloc_size(prog.image.image)
+        size = pack_alloc_size(prog.image.image, prog.image.pack_align)
         addr = self.pack.alloc(size, prog.was_classic)
-        start = _start(m, pack_alloc_hole(prog.image.image, size), X86_PACK_ALIGN)
+        start = _start(m, pack_alloc_hole(prog.image.image, size), prog.image.pack_align)
         prog.size, prog.addr = size, addr
         prog.image_addr = addr + BPF_BINARY_HEADER + start
         # bpf_jit_binary_pack_finalize -> bpf_arch_text_copy(ro_header, rw_header, size)
@@ -153,10 +151,10 @@ class PermAllocAllocator(Allocator):
     def load(self, prog: Program) -> None:
         m = self.m
         size = binary_alloc_size(prog.image.image)
-        alloc = m.perm.alloc(size, Perm.RX, "module")
+        alloc = m.perm.alloc(size, Perm.RX, m.arch.bpf_range)
         m.perm.write(alloc, 0, size)  # fill + JIT through perm_writable_addr
         m.perm.finish(alloc)  # perm_writable_finish
-        start = _start(m, binary_alloc_hole(prog.image.image, size), X86_BINARY_ALIGN)
+        start = _start(m, binary_alloc_hole(prog.image.image, size), prog.image.binary_align)
         prog.size, prog.addr, prog.handle = size, alloc.addr, alloc
         prog.image_addr = alloc.addr + BPF_BINARY_HEADER + start
 

@@ -19,7 +19,7 @@ from permalloc import SpecError
 from permalloc.run.scenario import Op, OpType
 
 from .allocators import BpfJitState, Program
-from .sizes import BPF_COMPLEXITY_LIMIT_INSNS, BPF_MAXINSNS, image_size
+from .sizes import BPF_COMPLEXITY_LIMIT_INSNS, BPF_MAXINSNS, KINDS, ImageSize
 
 if TYPE_CHECKING:
     from permalloc import Machine
@@ -49,13 +49,31 @@ def state(machine: Machine) -> BpfJitState:
     return machine.state("bpf_jit", BpfJitState)
 
 
+def jit_image(machine: Machine, kind: str, insns: int) -> ImageSize:
+    """The arch's JIT image of a program (permalloc_bpf_jit_image)."""
+    if kind not in KINDS:
+        raise SpecError(f"load_bpf: unknown program kind {kind!r}; known: {', '.join(KINDS)}")
+    found = machine.hook.permalloc_bpf_jit_image(machine=machine, kind=kind, insns=insns)
+    if found is None:
+        raise SpecError(f"load_bpf: arch {machine.arch.name!r} has no BPF JIT size model (no plugin answers "
+                        "permalloc_bpf_jit_image)")
+    image, binary_align, pack_align = found
+    return ImageSize(kind, insns, insns, image, binary_align, pack_align)
+
+
+def has_jit(machine: Machine) -> bool:
+    """Whether some plugin sizes this arch's JIT images (else, as a kernel without
+    CONFIG_BPF_JIT, programs run in the interpreter and take no executable memory)."""
+    return machine.hook.permalloc_bpf_jit_image(machine=machine, kind="ebpf", insns=1) is not None
+
+
 def load_program(machine: Machine, prog_id: str, insns: int, kind: str = "ebpf") -> Program:
     """JIT a program and place its image with the policy's allocator."""
     st = state(machine)
     if prog_id in st.programs:
         raise SpecError(f"load_bpf: id {prog_id!r} is already loaded")
     allocator = st.get_allocator(machine)
-    prog = Program(prog_id, kind, image_size(kind, insns, machine.kernel))
+    prog = Program(prog_id, kind, jit_image(machine, kind, insns))
     allocator.load(prog)
     st.programs[prog_id] = prog
     st.loads[kind] += 1

@@ -72,7 +72,7 @@ def exec_alloc(machine: Machine, size: int, source: str) -> VmArea:
     Both are ``__vmalloc_node_range`` in the module range, PAGE_KERNEL (RW+NX), 4 KiB PTEs,
     with VM_FLUSH_RESET_PERMS (arch/x86/kernel/module.c 6.1 l.76-80; mm/execmem.c 6.12 l.17).
     """
-    return machine.vmalloc.vmalloc(size, "module", Perm.RW, reset_perms=True, source=source)
+    return machine.vmalloc.vmalloc(size, machine.arch.bpf_range, Perm.RW, reset_perms=True, source=source)
 
 
 class ChunkMap:

@@ -325,6 +325,8 @@ class ImageSize:
     insns: int
     ebpf_insns: int
     image: int  # jited_len: what the JIT emits (bytes)
+    binary_align: int = X86_BINARY_ALIGN  # what the JIT passes to bpf_jit_binary_alloc
+    pack_align: int = X86_PACK_ALIGN  # ... and to bpf_jit_binary_pack_alloc
 
 
 @functools.lru_cache(maxsize=4096)

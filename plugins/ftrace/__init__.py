@@ -53,7 +53,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from permalloc import Machine, SpecError, hookimpl
+from permalloc import ArchInfo, Machine, SpecError, hookimpl
 from permalloc.plugins.module_loader import loader
 from permalloc.plugins.module_loader.patching import (
     PatchCost,
@@ -61,6 +61,7 @@ from permalloc.plugins.module_loader.patching import (
     section_span,
     spread,
     vmlinux_text,
+    x86_tables,
 )
 from permalloc.plugins.module_loader.patching import vmlinux as vmlinux_info
 from permalloc.plugins.module_loader.rules import FTRACE_CALLSITE_SECTION
@@ -117,6 +118,11 @@ def record_groups(count: int) -> list[int]:
         groups.append(order)
         count -= min(count, (1 << order) * ENTRIES_PER_PAGE)
     return groups
+
+
+@hookimpl
+def permalloc_applies(arch: ArchInfo) -> bool:
+    return x86_tables(arch)  # 5-byte __mcount_loc call sites and text_poke_queue: arch/x86/kernel/ftrace.c
 
 
 @hookimpl

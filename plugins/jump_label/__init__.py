@@ -45,7 +45,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from permalloc import Machine, SpecError, hookimpl
+from permalloc import ArchInfo, Machine, SpecError, hookimpl
 from permalloc.plugins.module_loader.patching import (
     PatchCost,
     class_bytes,
@@ -53,6 +53,7 @@ from permalloc.plugins.module_loader.patching import (
     spread,
     vmlinux,
     vmlinux_text,
+    x86_tables,
 )
 from permalloc.plugins.module_loader.scenarios import BOOT_MODULES
 from permalloc.plugins.module_loader.workload import MemClass
@@ -95,6 +96,11 @@ class JumpLabelState:
 
 def state(machine: Machine) -> JumpLabelState:
     return machine.state("jump_label", lambda: JumpLabelState(km.VmlinuxKeys.of(vmlinux(machine))))
+
+
+@hookimpl
+def permalloc_applies(arch: ArchInfo) -> bool:
+    return x86_tables(arch)  # its key analysis reads x86 relocations and 2/5-byte jumps (arch/x86/kernel/jump_label.c)
 
 
 @hookimpl

@@ -13,6 +13,8 @@ plugins; they share these helpers instead of copying them.
 * :class:`PatchCost`: the text-patching cost of a piece of work, taken from the machine's
   counters, to put in the report that the module loader aggregates per patcher.
 * :func:`vmlinux`: the vmlinux facts of the kernel the machine runs (its workload's).
+* :func:`x86_tables`: whether a patcher of x86's tables applies to an arch
+  (``permalloc_applies``).
 """
 
 from __future__ import annotations
@@ -20,13 +22,20 @@ from __future__ import annotations
 import zlib
 from typing import Any
 
-from permalloc import Machine, PermallocError, SpecError
+from permalloc import ArchInfo, Machine, PermallocError, SpecError
 
 from .loader import ModuleLoader
 from .vmlinux import VmlinuxInfo
 from .workload import MemClass, ModuleInfo
 
 COST_KEYS = ("text_pokes", "poke_bytes", "sync_ipis", "local_flushes", "shootdowns")
+X86_MACHINES = (None, "x86_64")
+
+
+def x86_tables(arch: ArchInfo) -> bool:
+    """Whether ``arch`` runs x86-64 kernels (or any: the generic arch runs the x86 workloads),
+    so that the x86 tables and instruction sizes a patcher models are the ones it has."""
+    return arch.machine in X86_MACHINES
 
 
 def section_span(info: ModuleInfo, name: str) -> tuple[MemClass, int, int] | None:

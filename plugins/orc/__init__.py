@@ -18,13 +18,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from permalloc import Machine, hookimpl
-from permalloc.plugins.module_loader.patching import PatchCost, section_span
+from permalloc import ArchInfo, Machine, hookimpl
+from permalloc.plugins.module_loader.patching import PatchCost, section_span, x86_tables
 
 __version__ = "1.0"
 
 ORC_IP_SIZE = 4  # int, self-relative (unwind_orc.c: num_entries = orc_ip_size / sizeof(int))
 ORC_ENTRY_SIZE = 6  # struct orc_entry {s16 sp_offset; s16 bp_offset; u16 bits} __packed
+
+
+@hookimpl
+def permalloc_applies(arch: ArchInfo) -> bool:
+    return x86_tables(arch)  # ORC unwind tables: CONFIG_UNWINDER_ORC, arch/x86/kernel/unwind_orc.c only
 
 
 @hookimpl

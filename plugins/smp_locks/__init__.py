@@ -19,8 +19,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from permalloc import Machine, hookimpl
-from permalloc.plugins.module_loader.patching import PatchCost, class_bytes, spread
+from permalloc import ArchInfo, Machine, hookimpl
+from permalloc.plugins.module_loader.patching import PatchCost, class_bytes, spread, x86_tables
 from permalloc.plugins.module_loader.workload import MemClass
 
 __version__ = "1.0"
@@ -31,6 +31,11 @@ LOCK_PREFIX_PATCH = 1  # text_poke(ptr, {0x3E}, 1)
 def uniproc_patched(machine: Machine) -> bool:
     """alternative_instructions: UP-patched when a single CPU is present."""
     return machine.spec.cpus == 1
+
+
+@hookimpl
+def permalloc_applies(arch: ArchInfo) -> bool:
+    return x86_tables(arch)  # .smp_locks LOCK prefixes: arch/x86/kernel/alternative.c only
 
 
 @hookimpl

@@ -27,8 +27,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from permalloc import Machine, hookimpl
-from permalloc.plugins.module_loader.patching import PatchCost, class_bytes, section_span, spread
+from permalloc import ArchInfo, Machine, hookimpl
+from permalloc.plugins.module_loader.patching import PatchCost, class_bytes, section_span, spread, x86_tables
 from permalloc.plugins.module_loader.workload import MemClass
 
 __version__ = "1.0"
@@ -40,6 +40,11 @@ CALL_INSN_SIZE = 5
 def _state(machine: Machine) -> dict[str, int]:
     """Module -> static call sites registered (its static_call_mod records)."""
     return machine.state("static_call", dict)
+
+
+@hookimpl
+def permalloc_applies(arch: ArchInfo) -> bool:
+    return x86_tables(arch)  # inline static calls (.static_call_sites): HAVE_STATIC_CALL_INLINE, x86 only
 
 
 @hookimpl
