@@ -72,6 +72,11 @@ class ArchInfo(BaseModel):
         default_factory=frozenset,
         description="relocation types that hold a zero-extended 32-bit absolute address",
     )
+    reloc_plt: frozenset[str] = Field(
+        default_factory=frozenset,
+        description="branch relocation types that the module loader re-points at a PLT entry when their "
+        "target is out of reach (arm64 CALL26/JUMP26, module_emit_plt_entry)",
+    )
     page_table_levels: int = Field(4, ge=2, le=5, description="levels of the kernel's page tables (x86 with LA57: 5)")
     features: frozenset[str] = Field(default_factory=frozenset)
 

@@ -150,6 +150,7 @@ def permalloc_result_extra(machine: Machine) -> dict[str, Any] | None:
             "mode": state.mode_for(),
             "modules_loaded": len(state.loaded),
             "reloc_out_of_range": state.violations,
+            "plt_relocs": state.plt_relocs,
             "reloc_graph": {"nodes": state.graph.g.number_of_nodes(), "edges": state.graph.g.number_of_edges()},
             "patchers": state.patchers,
             "modules": state.proc_modules(),

@@ -4,7 +4,8 @@ Nodes are the kernel image, the per-CPU area and every allocation of every loade
 (with its address range); an edge carries the relocations aggregated per type from one
 node to another. After placement each edge is checked against the arch's reach table
 (``ArchInfo.reloc_reach`` for PC-relative types, ``reloc_absolute32`` for sign-extended
-32-bit absolute ones). Distances are the worst case over both ranges, computed modulo
+32-bit absolute ones). A branch type that the arch extends with a PLT (``reloc_plt``) is
+not out of reach when its target is: it goes through a PLT entry of the module's ``.plt``. Distances are the worst case over both ranges, computed modulo
 2^64 as the CPU does (which is how top-2-GiB text reaches zero-based per-CPU data).
 """
 
@@ -36,6 +37,7 @@ class Violation:
     rtype: str
     count: int
     distance: int
+    plt: bool = False  # a branch the loader sends through a PLT entry (ArchInfo.reloc_plt): in reach after all
 
     def __str__(self) -> str:
         return (
@@ -91,5 +93,5 @@ class RelocGraph:
                         distance = signed_distance(place, where)
                         if rtype in arch.reloc_absolute32 or rtype in arch.reloc_absolute32_unsigned:
                             distance = _signed(where)
-                        found.append(Violation(module, node, target, rtype, count, distance))
+                        found.append(Violation(module, node, target, rtype, count, distance, rtype in arch.reloc_plt))
         return found

@@ -221,3 +221,31 @@ def test_unload_works_whatever_workload_loaded_the_module(arch):
                        r"debian-6.12.118-amd64"):
         run(Scenario(name="s", ops=[{"op": "load_module", "module": "fuse"}]), MachineSpec(arch=arch, memory="1G"),
             PolicySpec(name="t", kernel="6.12"))
+
+
+class VeneerArch:
+    """x86-64 kernels with a branch reach of 64 KiB that a PLT extends (as arm64's CALL26)."""
+
+    name = "veneertest"
+
+    @hookimpl
+    def permalloc_arch_describe(self, spec):
+        return ArchInfo(
+            name="veneertest", machine="x86_64", page_offset=0xFFFF888000000000,
+            ranges={
+                "module": VRange(name="module", start=0xFFFFFFFFC0000000, end=0xFFFFFFFFFF000000),
+                "vmalloc": VRange(name="vmalloc", start=0xFFFFC90000000000, end=0xFFFFE90000000000),
+                "kernel_image": VRange(name="kernel_image", start=0xFFFFFFFF81000000, end=0xFFFFFFFFA0000000),
+            },
+            reloc_reach={"R_X86_64_PLT32": (1 << 16) - 1, "R_X86_64_PC32": (1 << 31) - 1},
+            reloc_plt=frozenset({"R_X86_64_PLT32"}),
+        )
+
+
+def test_branches_out_of_reach_go_through_plts_not_out_of_range():
+    m = Machine(MachineSpec(arch="veneertest", memory="1G"), PolicySpec(name="t"), plugins=[VeneerArch()])
+    _load(m, "mbcache")  # calls into the kernel image, ~1 GiB away
+    report = m.hook.permalloc_result_extra(machine=m)
+    loader = next(r["module_loader"] for r in report if r and "module_loader" in r)
+    assert loader["plt_relocs"] > 0
+    assert loader["reloc_out_of_range"] == 0 and m.metrics.counters["reloc_out_of_range"] == 0
