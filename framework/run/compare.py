@@ -14,7 +14,7 @@ from permalloc.plugin.pluginmanager import registry_manager
 from permalloc.plugin.policy import PolicySpec
 from permalloc.run.scenario import Scenario
 from permalloc.run.simulation import PolicyResult, run
-from permalloc.run.workloads import WorkloadSource, policy_workload
+from permalloc.run.workloads import WorkloadSource, spec_workload
 
 TIMELINE_POINTS = 200
 
@@ -35,12 +35,12 @@ def compare(
 ) -> list[PolicyResult]:
     """Results in the order of ``policies``, whatever ``jobs`` is.
 
-    Each policy runs on its own default workload (:func:`policy_workload`) unless
+    Each policy runs on its own default workload (:func:`spec_workload`) unless
     ``workload`` forces one for all."""
     every = max(1, len(scenario.ops) // TIMELINE_POINTS)
     specs = [spec.model_copy(update={"arch": policy.arch or spec.arch}) for policy in policies]
     pm = registry_manager()
-    loads = [workload or policy_workload(pm, policy) for policy in policies]
+    loads = [workload or spec_workload(pm, policy, specs[i]) for i, policy in enumerate(policies)]
     results: dict[int, PolicyResult] = {}
     if jobs <= 1 or len(policies) == 1:
         for i, policy in enumerate(policies):

@@ -16,7 +16,7 @@ from permalloc.plugin.contract import PermAllocation
 from permalloc.plugin.pluginmanager import registry_manager
 from permalloc.plugin.policy import PolicySpec
 from permalloc.run.scenario import Scenario, op_registry
-from permalloc.run.workloads import WorkloadSource, policy_workload
+from permalloc.run.workloads import WorkloadSource, spec_workload
 
 
 class PolicyResult(BaseModel):
@@ -94,9 +94,9 @@ def run(
 ) -> PolicyResult:
     """Run ``scenario`` on a new machine; free everything and check for leaks afterwards.
 
-    ``workload`` defaults to the policy's (:func:`~permalloc.run.workloads.policy_workload`)."""
+    ``workload`` defaults to the policy's (:func:`~permalloc.run.workloads.spec_workload`)."""
     if workload is None:
-        workload = policy_workload(registry_manager(plugins), policy)
+        workload = spec_workload(registry_manager(plugins), policy, spec)
     machine = Machine(spec, policy, plugins=plugins, strict=strict, workload=workload)
     machine.trace = trace
     registry = op_registry(t for types in machine.hook.permalloc_register_ops() for t in types)

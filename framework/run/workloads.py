@@ -44,6 +44,7 @@ __all__ = [
     "header_line",
     "open_workload_text",
     "policy_workload",
+    "spec_workload",
     "read_header",
     "resolve_workload",
     "workloads",
@@ -173,26 +174,46 @@ def resolve_workload(pm: pluggy.PluginManager, name_or_file: str) -> WorkloadSou
     raise SpecError(f"unknown workload {name_or_file!r}; known workloads: {names} (or give a workload file)")
 
 
-def policy_workload(pm: pluggy.PluginManager, policy: PolicySpec) -> WorkloadSource | None:
+def policy_workload(pm: pluggy.PluginManager, policy: PolicySpec, machine: str | None = None) -> WorkloadSource | None:
     """The workload ``policy`` runs on by default (None when no workload is registered).
 
     ``policy.workload`` when set; else the workload of the policy's kernel (same major.minor),
-    else the newest one of an older kernel, else the oldest.
+    else the newest one of an older kernel, else the oldest. ``machine`` is the ELF machine
+    of the arch that runs it (None: any): a policy's own workload of another machine gives
+    way to that machine's workload of the same kernel, so that a design named for one arch's
+    kernels (``linux-6.1``) runs on another arch's modules of that kernel.
     """
     if policy.workload:
         try:
-            return resolve_workload(pm, policy.workload)
+            own = resolve_workload(pm, policy.workload)
         except SpecError as exc:
             raise SpecError(f"policy {policy.name!r}: {exc}") from None
-    by_kernel = sorted(
-        ((source.kernel, source) for source in workloads(pm).values() if source.kernel is not None),
-        key=lambda pair: pair[0],
-    )
+        if machine is None or own.machine == machine:
+            return own
+        return _by_kernel(pm, policy.kernel if own.kernel is None else ".".join(map(str, own.kernel)), machine) or own
+    return _by_kernel(pm, policy.kernel, machine)
+
+
+def _by_kernel(pm: pluggy.PluginManager, kernel: str, machine: str | None) -> WorkloadSource | None:
+    """Among the workloads of ``machine`` (of any, when it has none: the run then refuses the
+    mismatch by name), the one of ``kernel``, else the newest older, else the oldest."""
+    known = [source for source in workloads(pm).values() if source.kernel is not None]
+    if any(source.machine == machine for source in known):
+        known = [source for source in known if source.machine == machine]
+    by_kernel = sorted(((source.kernel, source) for source in known), key=lambda pair: pair[0])
     if not by_kernel:
         return None
-    wanted = _version(policy.kernel) or (0, 0)
+    wanted = _version(kernel) or (0, 0)
     same = [source for kernel, source in by_kernel if kernel == wanted]
     if same:
         return same[0]
     older = [source for kernel, source in by_kernel if kernel < wanted]
     return older[-1] if older else by_kernel[0][1]
+
+
+def spec_workload(pm: pluggy.PluginManager, policy: PolicySpec, spec: Any) -> WorkloadSource | None:
+    """:func:`policy_workload` for a machine of ``spec`` (its arch's ELF machine)."""
+    from permalloc.plugin.pluginmanager import arch_plugins
+
+    found = arch_plugins(pm, spec, policy).get(spec.arch)
+    return policy_workload(pm, policy, found[1].machine if found else None)

@@ -93,7 +93,7 @@ def permalloc_register_workloads() -> list[WorkloadSource]:
 @hookimpl
 def permalloc_kernel_image(machine: Machine) -> KernelImage | None:
     """The vmlinux of the machine's workload (its sections and layout markers)."""
-    source = machine.workload or policy_workload(machine.pm, machine.policy)
+    source = machine.workload or policy_workload(machine.pm, machine.policy, machine.arch.machine)
     if source is None:
         return None
     vmlinux = get_workload(source.path).vmlinux

@@ -155,7 +155,7 @@ class ModuleLoader:
 
     def __init__(self, machine: Machine) -> None:
         self.m = machine
-        source = machine.workload or policy_workload(machine.pm, machine.policy)
+        source = machine.workload or policy_workload(machine.pm, machine.policy, machine.arch.machine)
         if source is None:
             raise SpecError("no workload: no plugin registers one (permalloc workloads) and the machine has none")
         self.source = source
