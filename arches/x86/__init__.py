@@ -43,10 +43,11 @@ from permalloc import (
 )
 from permalloc.mechanisms.archmechanisms import ArchMechanisms
 from permalloc.mechanisms.vmalloc import VmArea
+from permalloc.model.elfmachine import ElfMachine
 from permalloc.model.memblock import BootMemory, Memblock
 from permalloc.model.pages import PAGE_SIZE, pages_for
 
-from . import bootmap, dmalias, kernelmap, layout, mechanisms, platform, staging
+from . import bootmap, dmalias, elf, kernelmap, layout, mechanisms, platform, staging
 from .blockcache import BlockCache
 from .hugepack import HugePacks, Region
 from .livecache import LiveCache, LiveRange
@@ -89,6 +90,11 @@ def _blocks(machine: Machine) -> BlockCache | None:
 @hookimpl
 def permalloc_arch_describe(spec: MachineSpec) -> ArchInfo:
     return layout.describe(spec)
+
+
+@hookimpl
+def permalloc_elf_machines() -> list[ElfMachine]:
+    return [elf.X86_64]
 
 
 @hookimpl

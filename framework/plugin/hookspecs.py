@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from permalloc.machine import Machine
     from permalloc.mechanisms.archmechanisms import ArchMechanisms
     from permalloc.model.archinfo import ArchInfo, VRange
+    from permalloc.model.elfmachine import ElfMachine
     from permalloc.model.events import Event, EventKind
     from permalloc.model.kernelimage import KernelImage
     from permalloc.model.memblock import BootMemory, Memblock
@@ -363,6 +364,18 @@ def permalloc_measurement_check(machine: Machine, event: str, row: dict[str, str
 
 
 @hookspec
+def permalloc_elf_machines() -> list[ElfMachine]:
+    """Contribute the ELF machines whose modules ``permalloc ingest`` can read
+    (:class:`~permalloc.model.elfmachine.ElfMachine`): ``e_machine``, relocation names, the
+    arch's module tables per kernel version and its ``module_frob_arch_sections``.
+
+    Called once per ingest (in the main process; the machines are sent to the workers). An
+    arch contributes its own machine; a module of a machine nobody contributes is refused
+    with its file name, as ``elf_check_arch`` refuses it.
+    """
+
+
+@hookspec
 def permalloc_register_workloads() -> list[WorkloadSource]:
     """Contribute named workloads (:class:`~permalloc.run.workloads.WorkloadSource`).
 
@@ -420,6 +433,7 @@ RETURN_TYPES: dict[str, str] = {
     "permalloc_register_policies": "list",
     "permalloc_register_scenarios": "list",
     "permalloc_register_workloads": "list",
+    "permalloc_elf_machines": "list",
     "permalloc_report_columns": "list",
     "permalloc_result_extra": "dict",
     "permalloc_measurement_op": "dict",

@@ -11,7 +11,7 @@ ftrace_init_nop -> ftrace_make_nop -> ftrace_modify_code_direct
 plain memcpy into the still-RW final mapping (Debian builds with ``-mrecord-mcount``
 (FTRACE_MCOUNT_USE_CC), so ftrace_need_init_nop() is true). The sites are the entries of
 FTRACE_CALLSITE_SECTION, ``__mcount_loc`` on x86 (see
-:data:`permalloc.plugins.module_loader.rules.FTRACE_CALLSITE_SECTION`; 6.12 modules also have
+:attr:`ElfMachine.ftrace_callsite_section` of x86's arch plugin; 6.12 modules also have
 a ``__patchable_function_entries`` for call padding, which ftrace does not read). The RFC
 points these writes at the staging buffer. Counted: ``n + 1`` writes, ``5 n + 8 n`` bytes.
 
@@ -53,8 +53,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from permalloc import ArchInfo, Machine, SpecError, hookimpl
+from permalloc import ArchInfo, Machine, PermallocError, SpecError, hookimpl
+from permalloc.plugin.pluginmanager import registry_manager
 from permalloc.plugins.module_loader import loader
+from permalloc.plugins.module_loader.elfmachines import elf_machine
 from permalloc.plugins.module_loader.patching import (
     PatchCost,
     class_bytes,
@@ -64,7 +66,6 @@ from permalloc.plugins.module_loader.patching import (
     x86_tables,
 )
 from permalloc.plugins.module_loader.patching import vmlinux as vmlinux_info
-from permalloc.plugins.module_loader.rules import FTRACE_CALLSITE_SECTION
 from permalloc.plugins.module_loader.workload import MemClass
 from permalloc.run.scenario import Op, OpType
 
@@ -104,8 +105,17 @@ def state(machine: Machine) -> FtraceState:
 
 
 def callsite_section(machine: Machine) -> str:
-    """FTRACE_CALLSITE_SECTION of the machine's kernel (kernel/module/main.c:find_module_sections)."""
-    return FTRACE_CALLSITE_SECTION[loader(machine).workload.machine]
+    """FTRACE_CALLSITE_SECTION of the kernel the workload's modules were built for
+    (kernel/module/main.c:find_module_sections), as the installed arch plugin that contributes
+    their ELF machine says (whatever arch the machine simulates)."""
+    return machine.state("ftrace_callsite", lambda: _callsite_section(loader(machine).workload.machine))
+
+
+def _callsite_section(name: str) -> str:
+    arch = elf_machine(registry_manager(), name)
+    if arch is None:
+        raise PermallocError(f"ftrace: no installed arch plugin contributes ELF machine {name}")
+    return arch.ftrace_callsite_section
 
 
 def record_groups(count: int) -> list[int]:

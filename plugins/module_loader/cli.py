@@ -36,6 +36,12 @@ def add_ingest_command(subparsers: Any) -> None:
         "package that holds PATH)",
     )
     p.add_argument(
+        "--no-vmlinuz",
+        action="store_true",
+        help="ingest the modules only: the workload has no vmlinux facts (e.g. an arm64 package, whose "
+        "boot/vmlinuz is the raw arm64 Image, not an ELF file)",
+    )
+    p.add_argument(
         "--jobs",
         "-j",
         metavar="N",
@@ -76,6 +82,9 @@ def run_ingest(args: argparse.Namespace) -> int:
     if args.jobs < 1:
         console.print("permalloc ingest: --jobs must be at least 1", markup=False)
         return 2
+    if args.no_vmlinuz and args.vmlinuz:
+        console.print("permalloc ingest: --vmlinuz and --no-vmlinuz exclude each other", markup=False)
+        return 2
     for given in (args.symvers, args.vmlinuz):
         if given and not os.path.isfile(given):
             console.print(f"{given}: no such file", markup=False)
@@ -99,6 +108,7 @@ def run_ingest(args: argparse.Namespace) -> int:
                 args.paths,
                 symvers=args.symvers,
                 vmlinuz=args.vmlinuz,
+                no_vmlinuz=args.no_vmlinuz,
                 jobs=args.jobs,
                 package=args.package,
                 version=args.version,
@@ -125,7 +135,7 @@ def run_ingest(args: argparse.Namespace) -> int:
                 f"{args.output} ({size / 1e6:.2f} MB) in {time.perf_counter() - start:.1f} s",
                 markup=False,
             )
-        if result.vmlinuz is None and not args.vmlinuz:
+        if result.vmlinuz is None and not args.vmlinuz and not args.no_vmlinuz:
             console.print(
                 "note: no boot/vmlinuz-<release> found next to the modules: the workload has no vmlinux facts "
                 "(give --vmlinuz; the ftrace and jump label patchers need them)",

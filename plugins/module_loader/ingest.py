@@ -3,8 +3,7 @@
 Every rule that decides where a section or a symbol goes is the rule of the kernel whose
 modules are read, Linux 6.1 or 6.12 (the version comes from the kernel release or the
 module's vermagic; :mod:`.rules` has what differs), with Debian's configuration
-(CONFIG_SMP=y, CONFIG_MODULE_UNLOAD=y, CONFIG_KALLSYMS_ALL=y, CONFIG_LIVEPATCH=y,
-ARCH_SHF_SMALL=0 on x86).  Each rule carries a comment naming ``file:function``.
+(CONFIG_SMP=y, CONFIG_MODULE_UNLOAD=y, CONFIG_KALLSYMS_ALL=y, CONFIG_LIVEPATCH=y).  Each rule carries a comment naming ``file:function``.
 
 The package's ``boot/vmlinuz-*`` is read too (:mod:`.vmlinux`), in a worker of its own.
 
@@ -17,9 +16,11 @@ The per-file work (:func:`ingest_file`) yields a :class:`ModuleRecord` in which 
 symbols are still names; :func:`ingest_paths` resolves them against ``Module.symvers``
 (or the exports found in the module set) and builds the workload.
 
-Machines: the ELF machines of :data:`.rules.MACHINES` (x86-64 today). The relocation type
-names are per machine (``_RELOC_NAMES``); the rest of the per-file code reads ELF64
-little-endian structures and is not x86-specific.
+Machines: the ELF machines the arches contribute (``permalloc_elf_machines``,
+:class:`~permalloc.model.elfmachine.ElfMachine`): what ``elf_check_arch`` accepts, the
+arch's relocation names, module tables, ARCH_SHF_SMALL and ``module_frob_arch_sections``.
+The rest of the per-file code reads ELF64 little-endian structures and is the same for
+every machine.
 """
 
 from __future__ import annotations
@@ -38,13 +39,14 @@ from typing import Any
 
 import numpy as np
 from elftools.common.exceptions import ELFError
-from elftools.elf.enums import ENUM_RELOC_TYPE_x64
 from elftools.elf.structs import ELFStructs
 
+from permalloc.model.elfmachine import ElfMachine, ElfSections
 from permalloc.run.workloads import FORMAT, FORMAT_VERSION
 
+from .elfmachines import Machines, elf_machines
 from .kernel_image import VmlinuxError, read_vmlinux
-from .rules import MACHINES, KernelRules, rules_for
+from .rules import KernelRules, rules_for, table_entry_sizes, version_key
 from .vmlinux import VmlinuxInfo
 from .workload import (
     MEM_CLASSES,
@@ -75,7 +77,6 @@ SHT_NULL, SHT_SYMTAB, SHT_RELA, SHT_NOBITS, SHT_REL = 0, 2, 4, 8, 9
 SHF_WRITE, SHF_ALLOC, SHF_EXECINSTR = 0x1, 0x2, 0x4
 SHF_RELA_LIVEPATCH = 0x00100000  # include/uapi/linux/elf.h
 SHF_RO_AFTER_INIT = 0x00200000  # include/uapi/linux/elf.h (kernel-internal flag)
-ARCH_SHF_SMALL = 0  # kernel/module/internal.h: 0 unless the arch defines it (x86 does not)
 SHN_UNDEF, SHN_LORESERVE, SHN_ABS, SHN_COMMON, SHN_LIVEPATCH = 0, 0xFF00, 0xFFF1, 0xFFF2, 0xFF20
 STB_WEAK = 2
 
@@ -101,16 +102,6 @@ assert SHDR_DT.itemsize == 64 and SYM_DT.itemsize == 24 and RELA_DT.itemsize == 
 
 SIZEOF_ELF_SYM = 24
 SIZEOF_MOD_KALLSYMS = 32  # include/linux/module.h: struct mod_kallsyms {ptr; uint; ptr; ptr}
-
-_X86_64_RELOCS = {v: k for k, v in ENUM_RELOC_TYPE_x64.items() if isinstance(v, int)}
-# Types pyelftools 0.33 does not name (x86-64 psABI):
-_X86_64_RELOCS.setdefault(32, "R_X86_64_SIZE32")
-_X86_64_RELOCS.setdefault(33, "R_X86_64_SIZE64")
-_X86_64_RELOCS.setdefault(38, "R_X86_64_RELATIVE64")
-_X86_64_RELOCS.setdefault(41, "R_X86_64_GOTPCRELX")
-#: Relocation type names per machine, and the prefix of an unnamed type.
-_RELOC_NAMES: dict[str, tuple[dict[int, str], str]] = {"x86_64": (_X86_64_RELOCS, "R_X86_64_")}
-assert set(_RELOC_NAMES) == set(MACHINES.values())
 
 # Target codes used between the workers and the resolver. 0..6 are MemClass indices.
 _T_PERCPU = 7
@@ -259,7 +250,11 @@ def _read_file(path: str) -> bytes:
 _STRUCTS: ELFStructs | None = None
 
 
-def _elf_header(data: bytes) -> Any:
+def _expected(machines: Machines) -> str:
+    return " or ".join(sorted(machines)) or "a machine some arch plugin contributes (none does)"
+
+
+def _elf_header(data: bytes, machines: Machines) -> Any:
     """Parse and check the ELF header (kernel/module/main.c:elf_validity_check)."""
     global _STRUCTS
     if len(data) < 64:
@@ -277,7 +272,7 @@ def _elf_header(data: bytes) -> Any:
             what = f"{hdr['e_ident']['EI_CLASS']} {hdr['e_ident']['EI_DATA']} {hdr['e_machine']}"
         except Exception:
             what = f"EI_CLASS={data[4]} EI_DATA={data[5]}"
-        raise _Malformed(f"wrong machine: {what}, expected ELFCLASS64 little-endian {' or '.join(MACHINES)}")
+        raise _Malformed(f"wrong machine: {what}, expected ELFCLASS64 little-endian {_expected(machines)}")
     if _STRUCTS is None:
         structs = ELFStructs(little_endian=True, elfclass=64)
         structs.create_basic_structs()
@@ -287,8 +282,8 @@ def _elf_header(data: bytes) -> Any:
     except Exception as exc:
         raise _Malformed(f"bad ELF header: {exc}") from None
     machine = hdr["e_machine"]
-    if machine not in MACHINES:  # elf_check_arch(), for the machines ingest has rules for
-        raise _Malformed(f"wrong machine: {machine}, expected {' or '.join(MACHINES)}")
+    if machine not in machines:  # elf_check_arch(), for the machines the arches contribute
+        raise _Malformed(f"wrong machine: {machine}, expected {_expected(machines)}")
     if hdr["e_type"] != "ET_REL":
         raise _Malformed(f"not a relocatable object ({hdr['e_type']}), modules are ET_REL")
     if hdr["e_shentsize"] != 64:
@@ -319,16 +314,45 @@ def _parse_modinfo(blob: bytes) -> list[tuple[str, str]]:
     return out
 
 
+def _symtab(data: bytes, types: list[int], links: list[int], offsets: list[int],
+            sizes: list[int]) -> tuple[int, np.ndarray]:
+    """kernel/module/main.c:setup_load_info: the first SHT_SYMTAB (its sh_link is the strtab)."""
+    shnum = len(types)
+    sym_idx = next((i for i in range(1, shnum) if types[i] == SHT_SYMTAB), 0)
+    if not sym_idx:
+        raise _Malformed("module has no symbols (stripped?)")
+    str_idx = links[sym_idx]
+    if str_idx == 0 or str_idx >= shnum or types[str_idx] == SHT_NOBITS:
+        raise _Malformed(f"symbol table has a bad string table link {str_idx}")
+    if sizes[sym_idx] % SIZEOF_ELF_SYM:
+        raise _Malformed("symbol table size is not a multiple of sizeof(Elf64_Sym)")
+    nsyms = sizes[sym_idx] // SIZEOF_ELF_SYM
+    if nsyms == 0:
+        raise _Malformed("empty symbol table")
+    return sym_idx, np.frombuffer(data, SYM_DT, count=nsyms, offset=offsets[sym_idx])
+
+
+def _rela(data: bytes, i: int, name: str, offset: int, size: int) -> np.ndarray:
+    """The Elf64_Rela entries of section ``i``."""
+    if size % RELA_DT.itemsize:
+        raise _Malformed(f"{name}: size is not a multiple of sizeof(Elf64_Rela)")
+    return np.frombuffer(data, RELA_DT, count=size // RELA_DT.itemsize, offset=offset)
+
+
 # ----------------------------------------------------------------------------- one file
 
 
-def ingest_file(path: str | os.PathLike[str], kernel_release: str | None = None) -> ModuleRecord:
-    """Parse one module file by the rules of ``kernel_release`` (default: its vermagic's).
+def ingest_file(path: str | os.PathLike[str], kernel_release: str | None = None,
+                machines: Machines | None = None) -> ModuleRecord:
+    """Parse one module file by the rules of ``kernel_release`` (default: its vermagic's),
+    for the ELF ``machines`` (default: those of the installed arch plugins).
 
     Raises :class:`IngestError` naming the file on bad input."""
     spath = os.fspath(path)
+    if machines is None:
+        machines = elf_machines()
     try:
-        return _ingest(spath, _read_file(spath), kernel_release, _stored_size(spath))
+        return _ingest(spath, _read_file(spath), kernel_release, machines, _stored_size(spath))
     except IngestError:
         raise
     except (_Malformed, ELFError) as exc:
@@ -354,9 +378,10 @@ def _rules(vermagic: str | None, kernel_release: str | None) -> KernelRules:
         raise _Malformed(str(exc)) from None
 
 
-def _ingest(path: str, data: bytes, kernel_release: str | None, stored_size: int | None = None) -> ModuleRecord:
-    hdr = _elf_header(data)
-    machine = MACHINES[hdr["e_machine"]]
+def _ingest(path: str, data: bytes, kernel_release: str | None, machines: Machines,
+            stored_size: int | None = None) -> ModuleRecord:
+    hdr = _elf_header(data, machines)
+    arch: ElfMachine = machines[hdr["e_machine"]]
     size = len(data)
     shnum = hdr["e_shnum"]
     sh = np.frombuffer(data, SHDR_DT, count=shnum, offset=hdr["e_shoff"])
@@ -425,6 +450,18 @@ def _ingest(path: str, data: bytes, kernel_release: str | None, stored_size: int
     for ix in (vers_idx, info_idx):
         if ix:
             flags[ix] &= ~SHF_ALLOC
+    sym_idx, syms = _symtab(data, types, links, offsets, sizes)
+    # kernel/module/main.c:layout_and_allocate: module_frob_arch_sections() first (arm64
+    # sizes its PLT sections there); readelf's flags are kept for the sections it leaves.
+    shown = raw_flags
+    if arch.frob_sections is not None:
+        before = list(flags)
+        arch.frob_sections(
+            ElfSections(names=names, types=types, flags=flags, sizes=sizes, aligns=aligns, infos=infos,
+                        symtab=syms, rela=lambda i: _rela(data, i, names[i], offsets[i], sizes[i])),
+            version_key(rules),
+        )
+        shown = [f if f != b else raw for f, b, raw in zip(flags, before, raw_flags, strict=True)]
     # kernel/module/main.c:layout_and_allocate: "We will do a special allocation for
     # per-cpu sections later": SHF_ALLOC cleared on .data..percpu (per-CPU area).
     if pcpu_idx:
@@ -443,12 +480,13 @@ def _ingest(path: str, data: bytes, kernel_release: str | None, stored_size: int
     # kernel/module/main.c:module_init_layout_section: module_init_section() (name starts
     # with ".init") -- and exit sections (".exit", module_exit_section) only when
     # !CONFIG_MODULE_UNLOAD; Debian has CONFIG_MODULE_UNLOAD=y, so .exit.* stay in core.
+    small = arch.arch_shf_small
     masks = (
-        (SHF_EXECINSTR | SHF_ALLOC, ARCH_SHF_SMALL),  # m=0 text
-        (SHF_ALLOC, SHF_WRITE | ARCH_SHF_SMALL),  # m=1 read-only data
-        (SHF_RO_AFTER_INIT | SHF_ALLOC, ARCH_SHF_SMALL),  # m=2 ro_after_init
-        (SHF_WRITE | SHF_ALLOC, ARCH_SHF_SMALL),  # m=3 writable data
-        (ARCH_SHF_SMALL | SHF_ALLOC, 0),  # m=4 small data (none on x86)
+        (SHF_EXECINSTR | SHF_ALLOC, small),  # m=0 text
+        (SHF_ALLOC, SHF_WRITE | small),  # m=1 read-only data
+        (SHF_RO_AFTER_INIT | SHF_ALLOC, small),  # m=2 ro_after_init
+        (SHF_WRITE | SHF_ALLOC, small),  # m=3 writable data
+        (small | SHF_ALLOC, 0),  # m=4 small data (none where ARCH_SHF_SMALL is 0)
     )
     # 6.1 layout_sections / 6.12 __layout_sections (core_m_to_mem_type): the core classes;
     # init_m_to_mem_type: m=2 goes to init's writable part in 6.1 ("RO after init doesn't
@@ -470,34 +508,23 @@ def _ingest(path: str, data: bytes, kernel_release: str | None, stored_size: int
                 sec_class[i] = _CLASS_IX[cls]
 
     sections = [
-        (names[i], sizes[i], aligns[i], section_flags_str(raw_flags[i]), sec_class[i])
+        (names[i], sizes[i], aligns[i], section_flags_str(shown[i]), sec_class[i])
         for i in range(shnum)
         if sec_class[i] >= 0
     ]
 
     # ------------------------------------------------------------------ tables
-    # kernel/module/main.c:find_module_sections / arch/x86/kernel/module.c:module_finalize
-    # locate these by name (find_sec: SHF_ALLOC ones) and walk sh_size / sizeof(entry).
+    # kernel/module/main.c:find_module_sections / the arch's module_finalize locate these by
+    # name (find_sec: SHF_ALLOC ones) and walk sh_size / sizeof(entry).
     tables = {}
-    for tname, entsize in rules.table_entry_sizes.items():
+    for tname, entsize in table_entry_sizes(rules, arch).items():
         ix = find_sec(tname, flags)
         if ix and sizes[ix] // entsize:
             tables[tname] = sizes[ix] // entsize
 
     # ------------------------------------------------------------------ symbols
-    # kernel/module/main.c:setup_load_info: the first SHT_SYMTAB; its sh_link is the strtab.
-    sym_idx = next((i for i in range(1, shnum) if types[i] == SHT_SYMTAB), 0)
-    if not sym_idx:
-        raise _Malformed("module has no symbols (stripped?)")
     str_idx = links[sym_idx]
-    if str_idx == 0 or str_idx >= shnum or types[str_idx] == SHT_NOBITS:
-        raise _Malformed(f"symbol table has a bad string table link {str_idx}")
-    if sizes[sym_idx] % SIZEOF_ELF_SYM:
-        raise _Malformed("symbol table size is not a multiple of sizeof(Elf64_Sym)")
-    nsyms = sizes[sym_idx] // SIZEOF_ELF_SYM
-    if nsyms == 0:
-        raise _Malformed("empty symbol table")
-    syms = np.frombuffer(data, SYM_DT, count=nsyms, offset=offsets[sym_idx])
+    nsyms = len(syms)
     str_off, str_size = offsets[str_idx], sizes[str_idx]
     st_name = syms["name"].astype(np.int64)
     shndx = syms["shndx"].astype(np.int64)
@@ -588,14 +615,12 @@ def _ingest(path: str, data: bytes, kernel_release: str | None, stored_size: int
             continue
         if types[i] == SHT_REL:
             # kernel/module/main.c:apply_relocate (weak default): "REL relocation unsupported"
-            raise _Malformed(f"SHT_REL section {names[i]} (x86-64 modules use RELA)")
-        if sizes[i] % RELA_DT.itemsize:
-            raise _Malformed(f"{names[i]}: size is not a multiple of sizeof(Elf64_Rela)")
-        n = sizes[i] // RELA_DT.itemsize
-        if n == 0:
+            raise _Malformed(f"SHT_REL section {names[i]} ({arch.name} modules use RELA)")
+        rela = _rela(data, i, names[i], offsets[i], sizes[i])
+        if len(rela) == 0:
             continue
         src = sec_class[target]
-        info = np.frombuffer(data, RELA_DT, count=n, offset=offsets[i])["info"]
+        info = rela["info"]
         symi = (info >> np.uint64(32)).astype(np.int64)
         rtype = (info & np.uint64(0xFFFFFFFF)).astype(np.int64)
         if int(symi.max()) >= nsyms:
@@ -613,7 +638,7 @@ def _ingest(path: str, data: bytes, kernel_release: str | None, stored_size: int
     return ModuleRecord(
         path=path,
         name=name,
-        machine=machine,
+        machine=arch.name,
         depends=depends,
         vermagic=mi.get("vermagic"),
         sections=sections,
@@ -631,19 +656,20 @@ def _ingest(path: str, data: bytes, kernel_release: str | None, stored_size: int
     )
 
 
-def _ingest_batch(paths: Sequence[str], kernel_release: str | None) -> list[ModuleRecord | IngestError]:
+def _ingest_batch(paths: Sequence[str], kernel_release: str | None,
+                  machines: Machines) -> list[ModuleRecord | IngestError]:
     out: list[ModuleRecord | IngestError] = []
     for p in paths:
         try:
-            out.append(ingest_file(p, kernel_release))
+            out.append(ingest_file(p, kernel_release, machines))
         except IngestError as exc:
             out.append(exc)
     return out
 
 
-def _read_vmlinux(path: str) -> VmlinuxInfo | IngestError:
+def _read_vmlinux(path: str, machines: Machines) -> VmlinuxInfo | IngestError:
     try:
-        return read_vmlinux(path)
+        return read_vmlinux(path, machines)
     except VmlinuxError as exc:
         return IngestError(exc.path, exc.reason)
 
@@ -808,20 +834,21 @@ def _run(
     on_result: Callable[[int], None] | None,
     kernel_release: str | None,
     vmlinuz: str | None,
+    machines: Machines,
 ) -> tuple[list[ModuleRecord | IngestError], VmlinuxInfo | IngestError | None]:
     if jobs <= 1 or len(files) <= 1:
-        vml = _read_vmlinux(vmlinuz) if vmlinuz else None
+        vml = _read_vmlinux(vmlinuz, machines) if vmlinuz else None
         out = []
         for f in files:
-            out += _ingest_batch([f], kernel_release)
+            out += _ingest_batch([f], kernel_release, machines)
             if on_result:
                 on_result(1)
         return out, vml
     results: dict[str, ModuleRecord | IngestError] = {}
     with ProcessPoolExecutor(max_workers=jobs) as pool:
         # the kernel image first: it is the biggest single piece of work
-        image = pool.submit(_read_vmlinux, vmlinuz) if vmlinuz else None
-        pending = {pool.submit(_ingest_batch, b, kernel_release): b for b in _batches(files, jobs)}
+        image = pool.submit(_read_vmlinux, vmlinuz, machines) if vmlinuz else None
+        pending = {pool.submit(_ingest_batch, b, kernel_release, machines): b for b in _batches(files, jobs)}
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for fut in done:
@@ -869,6 +896,7 @@ def ingest_paths(
     *,
     symvers: str | os.PathLike[str] | None = None,
     vmlinuz: str | os.PathLike[str] | None = None,
+    no_vmlinuz: bool = False,
     jobs: int | None = None,
     package: str | None = None,
     version: str | None = None,
@@ -877,6 +905,7 @@ def ingest_paths(
     on_result: Callable[[int], None] | None = None,
     on_error: Callable[[IngestError], None] | None = None,
     only: Iterable[str] | None = None,
+    machines: Machines | None = None,
 ) -> IngestResult:
     """Ingest module files and directories, and the kernel image, into a workload.
 
@@ -884,7 +913,8 @@ def ingest_paths(
     modules a measurement loaded; an unknown name is an IngestError naming it.
 
     ``vmlinuz`` defaults to the package's ``boot/vmlinuz-<release>`` (:func:`find_vmlinuz`);
-    without one the workload has no vmlinux facts. ``on_total(n)`` is called once with the
+    without one (or with ``no_vmlinuz``) the workload has no vmlinux facts. ``machines``
+    defaults to the ELF machines of the installed arch plugins. ``on_total(n)`` is called once with the
     number of module files, ``on_result(k)`` after each k files, ``on_error(err)`` for each
     file that failed (as soon as it is known)."""
     files, errors = find_module_files(paths)
@@ -896,10 +926,12 @@ def ingest_paths(
     release = kernel_release or _release_from_paths(files)
     if release is not None:
         rules_for(release)  # ValueError (one line) for a kernel whose rules ingest lacks
-    image = os.fspath(vmlinuz) if vmlinuz is not None else find_vmlinuz(paths, release)
+    image = None if no_vmlinuz else os.fspath(vmlinuz) if vmlinuz is not None else find_vmlinuz(paths, release)
     jobs = max(1, jobs or os.cpu_count() or 1)
+    if machines is None:
+        machines = elf_machines()
 
-    raw, vml = _run(files, jobs, on_result, release, image)
+    raw, vml = _run(files, jobs, on_result, release, image, machines)
     records: list[ModuleRecord] = []
     seen: dict[str, str] = {}
     machine = vml.machine if isinstance(vml, VmlinuxInfo) else None
@@ -937,8 +969,9 @@ def ingest_paths(
     if symvers is not None:
         exporters.update(read_symvers(symvers))
 
-    machine = machine or next(iter(MACHINES.values()))
-    reloc_names, reloc_prefix = _RELOC_NAMES[machine]
+    by_name = {m.name: m for m in machines.values()}
+    machine = machine or next(iter(by_name), "unknown")
+    arch = by_name.get(machine)
     strings = _Strings()
     assert strings.classes == list(MEM_CLASSES)  # rows below use MEM_CLASSES indices
     kernel_ix = strings.target_ix("kernel")
@@ -975,7 +1008,7 @@ def ingest_paths(
                 tgt = kernel_ix
             ti = type_ix.get(rtype)
             if ti is None:
-                ti = type_ix[rtype] = strings.type_ix(reloc_names.get(rtype) or f"{reloc_prefix}{rtype}")
+                ti = type_ix[rtype] = strings.type_ix(arch.reloc_name(rtype))
             agg[(ti, src, tgt)] += n
         relocs = []
         for key in sorted(agg, key=lambda k: (strings.reloc_types[k[0]], k[1], strings.targets[k[2]])):

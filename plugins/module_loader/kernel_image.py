@@ -10,8 +10,9 @@
   the linker script puts them inside a bigger section (:func:`_x86_tables`);
 * the **kernel release** from linux_banner, which picks the struct sizes (:mod:`.rules`).
 
-Only x86-64 has rules (the linker script and the instruction encodings are arch code);
-another machine gets a one-line error until someone adds its rules.
+Only x86-64 has rules (the linker script and the instruction encodings are arch code):
+the image of another machine gets a one-line error. (Debian's arm64 ``boot/vmlinuz`` is
+not even an ELF file but the raw arm64 ``Image``; its vmlinux is in the -dbg package.)
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ import numpy as np
 from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 
-from .rules import MACHINES, rules_for
+from .elfmachines import Machines, elf_machines
+from .rules import rules_for, table_entry_sizes
 from .vmlinux import LAYOUT_MARKERS, VmlinuxInfo, VmlinuxSection, VmlinuxSegment, VmlinuxTables
 
 __all__ = ["VmlinuxError", "extract_vmlinux", "read_vmlinux", "vmlinux_info"]
@@ -411,15 +413,22 @@ def _banner_release(img: _Image, rodata: VmlinuxSection) -> str:
     return blob[at + len(b"Linux version ") : stop].decode("ascii", "replace")
 
 
-def vmlinux_info(elf: bytes) -> VmlinuxInfo:
-    """Read an uncompressed vmlinux ELF. ValueError (one line) on what it cannot read."""
+#: The machines whose vmlinux layout and tables this module can read.
+READABLE = ("x86_64",)
+
+
+def vmlinux_info(elf: bytes, machines: Machines | None = None) -> VmlinuxInfo:
+    """Read an uncompressed vmlinux ELF of one of ``machines`` (default: those the installed
+    arch plugins contribute). ValueError (one line) on what it cannot read."""
+    if machines is None:
+        machines = elf_machines()
     try:
         f = ELFFile(io.BytesIO(elf))
         header = f.header
-        machine = MACHINES.get(header["e_machine"])
-        if machine is None:
-            raise ValueError(f"vmlinux of machine {header['e_machine']}: ingest has rules for "
-                             f"{', '.join(MACHINES)} only")
+        arch = machines.get(header["e_machine"])
+        if arch is None or arch.name not in READABLE:
+            raise ValueError(f"vmlinux of machine {header['e_machine']}: ingest reads the vmlinux of "
+                             f"{', '.join(READABLE)} only")
         if header["e_type"] != "ET_EXEC":
             raise ValueError(f"not an executable ({header['e_type']}): vmlinux is ET_EXEC")
         shdrs = []
@@ -446,24 +455,25 @@ def vmlinux_info(elf: bytes) -> VmlinuxInfo:
     img = _Image(elf, shdrs, layout["_text"], layout["_end"])  # type: ignore[arg-type]
     release = _banner_release(img, by_name[".rodata"])
     rules = rules_for(release)
-    counts, jump_keys, bounds = _x86_tables(img, sections, by_name, layout, rules.table_entry_sizes)
+    counts, jump_keys, bounds = _x86_tables(img, sections, by_name, layout, table_entry_sizes(rules, arch))
     layout.update(bounds)
     return VmlinuxInfo(
-        machine=machine, kernel_release=release, sections=sections, segments=segments,
+        machine=arch.name, kernel_release=release, sections=sections, segments=segments,
         layout={name: layout[name] for name in LAYOUT_MARKERS if name in layout},
         tables=VmlinuxTables(**counts), jump_keys=jump_keys,
     )
 
 
-def read_vmlinux(path: str | os.PathLike[str]) -> VmlinuxInfo:
-    """Read a kernel image file (vmlinuz or vmlinux). Raises :class:`VmlinuxError` naming it."""
+def read_vmlinux(path: str | os.PathLike[str], machines: Machines | None = None) -> VmlinuxInfo:
+    """Read a kernel image file (vmlinuz or vmlinux) of one of ``machines``. Raises
+    :class:`VmlinuxError` naming it."""
     try:
         with open(path, "rb") as fh:
             image = fh.read()
     except OSError as exc:
         raise VmlinuxError(path, f"cannot read: {exc.strerror or exc}") from None
     try:
-        return vmlinux_info(extract_vmlinux(image))
+        return vmlinux_info(extract_vmlinux(image), machines)
     except (ValueError, KeyError) as exc:
         raise VmlinuxError(path, str(exc).strip("'\"")) from None
     except Exception as exc:  # a corrupt image must be named, never a traceback

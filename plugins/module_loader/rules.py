@@ -6,9 +6,10 @@ refuses a version whose rules it does not have, rather than guess them. Everythi
 read in Debian's ``linux-source-6.1`` (6.1.192) and ``linux-source-6.12`` (6.12.118) trees;
 each rule names its ``file:function`` or struct.
 
-The ELF machine is the other key: ``MACHINES`` maps ``e_machine`` to the name the
-workload records (``uname -m`` style). Only x86-64 has rules today; an arm64 entry
-(EM_AARCH64, 183) comes with arm64 module ingestion.
+The ELF machine is the other key: what the loader leaves to the arch (``elf_check_arch``,
+``module_frob_arch_sections``, the tables of ``module_finalize``, relocation names) comes
+from the arches, as :class:`~permalloc.model.elfmachine.ElfMachine` objects
+(``permalloc_elf_machines``); this module has only what kernel/module/ does itself.
 """
 
 from __future__ import annotations
@@ -16,39 +17,23 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from permalloc.model.elfmachine import ElfMachine
+
 __all__ = [
-    "FTRACE_CALLSITE_SECTION",
     "KernelRules",
-    "MACHINES",
     "RULES",
     "kernel_version",
     "rules_for",
+    "table_entry_sizes",
+    "version_key",
 ]
 
-#: ELF e_machine (pyelftools' name) -> machine name of the workload.
-MACHINES: dict[str, str] = {"EM_X86_64": "x86_64"}
-
-#: The section whose entries ftrace records (include/linux/ftrace.h: FTRACE_CALLSITE_SECTION is
-#: "__patchable_function_entries" only with CONFIG_FTRACE_MCOUNT_USE_PATCHABLE_FUNCTION_ENTRY,
-#: which arch/x86/Kconfig never selects; kernel/module/main.c:find_module_sections reads that
-#: one section). x86 modules of 6.12 also carry __patchable_function_entries, made by
-#: -fpatchable-function-entry for CONFIG_CALL_PADDING (arch/x86/Makefile): not ftrace sites.
-FTRACE_CALLSITE_SECTION: dict[str, str] = {"x86_64": "__mcount_loc"}
-
-_S32 = 4
-
-# Entry sizes of the tables the load-time patchers walk (x86-64). The same struct in both
-# kernels unless said otherwise.
+# Entry sizes of the generic tables the module loader and its patchers walk, the same struct
+# on every arch and in both kernels.
 _TABLES_COMMON: dict[str, int] = {
     "__jump_table": 16,  # include/linux/jump_label.h: struct jump_entry {s32 code; s32 target; long key}
     "__mcount_loc": 8,  # kernel/module/main.c:find_module_sections: unsigned long per site
     "__patchable_function_entries": 8,  # one pointer per entry (gcc -fpatchable-function-entry)
-    ".orc_unwind_ip": _S32,  # arch/x86/kernel/unwind_orc.c:unwind_module_init: int
-    ".static_call_sites": 8,  # include/linux/static_call_types.h: {s32 addr; s32 key}
-    ".retpoline_sites": _S32,  # arch/x86/kernel/alternative.c:apply_retpolines: s32
-    ".return_sites": _S32,  # alternative.c:apply_returns: s32
-    ".ibt_endbr_seal": _S32,  # alternative.c:apply_ibt_endbr (6.1), apply_seal_endbr (6.12): s32
-    ".smp_locks": _S32,  # alternative.c:alternatives_smp_module_add: s32
 }
 
 
@@ -57,7 +42,7 @@ class KernelRules:
     """What ingest does differently for one kernel version."""
 
     version: tuple[int, int]
-    #: table section -> sizeof one entry (only the tables this kernel's loader reads)
+    #: generic table section -> sizeof one entry (the arch's tables: ElfMachine.tables)
     table_entry_sizes: dict[str, int]
     #: kernel/module/main.c:layout_and_allocate: the sections that get SHF_RO_AFTER_INIT
     ro_after_init_sections: tuple[str, ...]
@@ -69,14 +54,7 @@ class KernelRules:
 RULES: dict[tuple[int, int], KernelRules] = {
     (6, 1): KernelRules(
         version=(6, 1),
-        table_entry_sizes={
-            **_TABLES_COMMON,
-            # arch/x86/include/asm/alternative.h 6.1: struct alt_instr {s32; s32; u16 cpuid;
-            # u8 instrlen; u8 replacementlen} __packed
-            ".altinstructions": 12,
-            # asm/paravirt_types.h 6.1: struct paravirt_patch_site {u8 *instr; u8 type; u8 len}
-            ".parainstructions": 16,
-        },
+        table_entry_sizes=dict(_TABLES_COMMON),
         # main.c 6.1 layout_and_allocate: ".data..ro_after_init" and "__jump_table"
         ro_after_init_sections=(".data..ro_after_init", "__jump_table"),
         # main.c 6.1 layout_sections: "RO after init doesn't apply to init_layout", an m2
@@ -85,15 +63,7 @@ RULES: dict[tuple[int, int], KernelRules] = {
     ),
     (6, 12): KernelRules(
         version=(6, 12),
-        table_entry_sizes={
-            **_TABLES_COMMON,
-            # arch/x86/include/asm/alternative.h 6.12: struct alt_instr {s32; s32; union {u32
-            # cpuid:16, flags:16; u32 ft_flags}; u8 instrlen; u8 replacementlen} __packed
-            ".altinstructions": 14,
-            # arch/x86/kernel/module.c 6.12 module_finalize: call depth tracking and FineIBT
-            ".call_sites": _S32,
-            ".cfi_sites": _S32,
-        },
+        table_entry_sizes=dict(_TABLES_COMMON),
         # main.c 6.12 layout_and_allocate: the same two sections
         ro_after_init_sections=(".data..ro_after_init", "__jump_table"),
         # main.c 6.12 __layout_sections: init_m_to_mem_type[2] is MOD_INVALID, "if
@@ -123,3 +93,13 @@ def rules_for(release: str) -> KernelRules:
             f"kernel release {release}: ingest has the module loader rules of Linux {known} only"
         )
     return rules
+
+
+def version_key(rules: KernelRules) -> str:
+    """``(6, 12)`` -> ``"6.12"``: the key of :attr:`ElfMachine.tables`."""
+    return f"{rules.version[0]}.{rules.version[1]}"
+
+
+def table_entry_sizes(rules: KernelRules, machine: ElfMachine) -> dict[str, int]:
+    """Every table this kernel's loader walks on ``machine``: the generic ones and the arch's."""
+    return {**rules.table_entry_sizes, **machine.tables.get(version_key(rules), {})}

@@ -19,9 +19,10 @@ from pathlib import Path
 
 import pytest
 
+from permalloc.arches.x86.elf import X86_64
 from permalloc.plugins.module_loader.cli import add_ingest_command
 from permalloc.plugins.module_loader.ingest import IngestError, ingest_file, ingest_paths
-from permalloc.plugins.module_loader.rules import rules_for
+from permalloc.plugins.module_loader.rules import rules_for, table_entry_sizes
 from permalloc.plugins.module_loader.workload import (
     BUNDLED_WORKLOADS,
     TABLE_NAMES,
@@ -145,7 +146,7 @@ def expected_from_readelf(path: Path, exporters: dict[str, str | None]):
             relocs[(rtype, cls[s["info"]], target(symnum))] += 1
 
     sizes = {s["name"]: s["size"] for s in secs}
-    entry_sizes = rules_for("6.1.0-test").table_entry_sizes  # the objects' vermagic
+    entry_sizes = table_entry_sizes(rules_for("6.1.0-test"), X86_64)  # the objects' vermagic
     tables = {t: sizes[t] // entry_sizes[t] for t in TABLE_NAMES if sizes.get(t) and t in entry_sizes}
 
     symtab = next(s for s in secs if s["type"] == "SYMTAB")

@@ -15,9 +15,11 @@ import subprocess
 import pytest
 import zstandard
 
+from permalloc.cli import main
 from permalloc.plugins.module_loader.ingest import ingest_paths
 from permalloc.plugins.module_loader.kernel_image import VmlinuxError, extract_vmlinux, read_vmlinux, vmlinux_info
 from permalloc.plugins.module_loader.vmlinux import LAYOUT_MARKERS
+from permalloc.plugins.module_loader.workload import load_workload
 
 
 def _nm(path) -> dict[str, int]:
@@ -82,8 +84,8 @@ def test_bad_images_are_one_line_errors(tiny_kernel, tmp_path):
     cases = {
         "junk": (_bzimage(b"no kernel here"), "cannot find vmlinux in the kernel image"),
         "lz4": (b"\x02!L\x18" + b"lz4 data", "it has lz4 data, which python cannot decompress"),
-        "arm64": (_machine(tiny_kernel.stripped.read_bytes(), 183), "vmlinux of machine EM_AARCH64: ingest has rules "
-                  "for EM_X86_64 only"),
+        "arm64": (_machine(tiny_kernel.stripped.read_bytes(), 183), "vmlinux of machine EM_AARCH64: ingest reads "
+                  "the vmlinux of x86_64 only"),
         "truncated": (tiny_kernel.stripped.read_bytes()[:0x204000], "bad ELF: Reading section 0 at offset"),
     }
     for name, (data, message) in cases.items():
@@ -164,3 +166,17 @@ def test_random_corruption_is_an_error_or_a_result_never_a_crash(tiny_kernel, tm
             assert "\n" not in str(exc) and str(exc).startswith(f"{path}: ")
             outcomes.add("error")
     assert outcomes == {"read", "error"}
+
+
+def test_no_vmlinuz_ingests_the_modules_only(objects, tmp_path, capsys):
+    """An image ingest cannot read (here: not a kernel at all) is not opened with --no-vmlinuz."""
+    root = _package(tmp_path, objects, b"MZ raw Image, no ELF inside")
+    out = tmp_path / "w.json.gz"
+    assert main(["ingest", "-q", "--no-vmlinuz", "--symvers", str(objects.symvers), str(root / "lib" / "modules"),
+                 "-o", str(out)]) == 0
+    assert load_workload(out).vmlinux is None and len(load_workload(out).modules) == 2
+    assert main(["ingest", "-q", "--symvers", str(objects.symvers), str(root / "lib" / "modules"),
+                 "-o", str(out)]) == 1
+    assert "vmlinuz-6.1.0-test: " in capsys.readouterr().err
+    assert main(["ingest", "--no-vmlinuz", "--vmlinuz", str(root / "boot" / "vmlinuz-6.1.0-test"),
+                 str(root / "lib" / "modules"), "-o", str(out)]) == 2

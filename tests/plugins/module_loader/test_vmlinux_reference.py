@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from permalloc.plugins.module_loader.rules import rules_for
+from permalloc.arches.x86.elf import X86_64
+from permalloc.plugins.module_loader.rules import rules_for, table_entry_sizes
 from permalloc.plugins.module_loader.workload import BUNDLED_WORKLOADS, bundled_workload_path, load_workload
 
 REFERENCE = json.loads((Path(__file__).with_name("data") / "vmlinux-reference.json").read_text())
@@ -40,7 +41,7 @@ def test_layout_markers_are_the_linker_symbols(vmlinux):
 
 def test_section_tables_are_counted_between_their_symbols(vmlinux):
     symbols = REFERENCE[vmlinux.kernel_release]["symbols"]
-    sizes = rules_for(vmlinux.kernel_release).table_entry_sizes
+    sizes = table_entry_sizes(rules_for(vmlinux.kernel_release), X86_64)
     for field, section, start, stop in (
         ("altinstructions", ".altinstructions", "__alt_instructions", "__alt_instructions_end"),
         ("parainstructions", ".parainstructions", "__parainstructions", "__parainstructions_end"),
