@@ -456,11 +456,14 @@ def _ingest(path: str, data: bytes, kernel_release: str | None, machines: Machin
     shown = raw_flags
     if arch.frob_sections is not None:
         before = list(flags)
-        arch.frob_sections(
-            ElfSections(names=names, types=types, flags=flags, sizes=sizes, aligns=aligns, infos=infos,
-                        symtab=syms, rela=lambda i: _rela(data, i, names[i], offsets[i], sizes[i])),
-            version_key(rules),
-        )
+        try:
+            arch.frob_sections(
+                ElfSections(names=names, types=types, flags=flags, sizes=sizes, aligns=aligns, infos=infos,
+                            symtab=syms, rela=lambda i: _rela(data, i, names[i], offsets[i], sizes[i])),
+                version_key(rules),
+            )
+        except ValueError as exc:  # the arch refuses the module (-ENOEXEC)
+            raise _Malformed(f"module_frob_arch_sections: {exc}") from None
         shown = [f if f != b else raw for f, b, raw in zip(flags, before, raw_flags, strict=True)]
     # kernel/module/main.c:layout_and_allocate: "We will do a special allocation for
     # per-cpu sections later": SHF_ALLOC cleared on .data..percpu (per-CPU area).
