@@ -36,6 +36,9 @@ def _machine_args(parser: argparse.ArgumentParser, arch_help: str) -> None:
                        help="what the machine did before the scenario: fresh, pagecache-N (page cache at N%% of "
                        "free memory), aged-H (H hours of mixed churn) (default: %(default)s)")
     group.add_argument("--no-gbpages", action="store_true", help="no 1 GiB direct-map pages")
+    group.add_argument("--cpu-features", metavar="FLAG[,FLAG...]", default="",
+                       help="CPU features the arch acts on, by /proc/cpuinfo name (x86: invlpgb for AMD's broadcast "
+                       "TLB invalidation, la57 for 5-level paging; default: none)")
     group.add_argument("--seed", type=int, default=0, help="seed of every random choice (default: %(default)s)")
 
 
@@ -45,6 +48,7 @@ def machine_spec(args: argparse.Namespace, arch: str) -> MachineSpec:
             arch=arch, cpus=args.cpus, memory=args.memory, numa_nodes=args.numa_nodes,
             platform=args.platform, initrd=args.initrd, memory_state=args.memory_state,
             gbpages=not args.no_gbpages, seed=args.seed,
+            cpu_features=frozenset(f for f in args.cpu_features.split(",") if f),
         )
     except ValidationError as exc:
         raise PermallocError(f"machine spec: {format_validation_error(exc)}") from None

@@ -89,6 +89,7 @@ def describe(spec: MachineSpec) -> ArchInfo:
         direct_map_gbpages=True,
         huge_vmap=True,
         text_poke=True,
+        cpu_features=frozenset({"la57", "invlpgb"}),
         page_table_levels=5 if "la57" in spec.cpu_features else 4,  # CONFIG_X86_5LEVEL=y: 5 when the CPU can
         reloc_reach=dict(RELOC_REACH),
         reloc_absolute32=RELOC_ABSOLUTE32,

@@ -79,6 +79,11 @@ class ArchInfo(BaseModel):
     )
     page_table_levels: int = Field(4, ge=2, le=5, description="levels of the kernel's page tables (x86 with LA57: 5)")
     features: frozenset[str] = Field(default_factory=frozenset)
+    cpu_features: frozenset[str] = Field(
+        default_factory=frozenset,
+        description="the CPU features (/proc/cpuinfo flag names) the arch acts on; a spec that names "
+        "another is refused",
+    )
 
     def reloc_in_reach(self, rtype: str, place: int, target: int) -> bool:
         """Whether relocation ``rtype`` at address ``place`` can encode ``target``.

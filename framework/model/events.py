@@ -49,7 +49,8 @@ class EventKind:
 
     ``counters``: metrics it adds to per event (times the event's ``times``, e.g. the pokes
     of a batched text_poke step); ``unit_counter``: a metric it adds ``n`` to; ``ipi_round``:
-    it interrupts every other CPU once (``ipis`` += cpus - 1); ``cost``: (ns per event, ns per
+    it interrupts every other CPU once (``ipis`` += cpus - 1), and ``ipi_counter`` names the metric
+    that also counts those IPIs by purpose (``flush_ipis`` for TLB flush rounds); ``cost``: (ns per event, ns per
     unit of ``n``) from the cost model and the CPU count. The core registers its own kinds;
     plugins add theirs through ``permalloc_event_kinds``.
     """
@@ -59,6 +60,7 @@ class EventKind:
     counters: tuple[tuple[str, int], ...] = ()
     unit_counter: str | None = None
     ipi_round: bool = False
+    ipi_counter: str | None = None
     cost: Callable[[Any, int], tuple[float, float]] | tuple[float, float] = (0.0, 0.0)
 
 
@@ -83,8 +85,10 @@ CORE_KINDS: tuple[EventKind, ...] = (
     EventKind(VMAP_SPLIT_2M, "vmalloc-space 2 MiB leaves split", cost=_per("split_ns")),
     EventKind(VMAP_COLLAPSE_2M, "vmalloc-space PTEs collapsed to a 2 MiB leaf", cost=_per("split_ns")),
     EventKind(FLUSH_LOCAL, "a flush on this CPU only", counters=(("local_flushes", 1),), cost=_per("local_flush_page_ns")),
-    EventKind(FLUSH_RANGE, "all-CPU range flush through IPIs", counters=(("shootdowns", 1),), ipi_round=True, cost=_round),
-    EventKind(FLUSH_ALL, "all-CPU full flush through IPIs", counters=(("shootdowns", 1),), ipi_round=True, cost=_round),
+    EventKind(FLUSH_RANGE, "all-CPU range flush through IPIs", counters=(("shootdowns", 1),), ipi_round=True,
+              ipi_counter="flush_ipis", cost=_round),
+    EventKind(FLUSH_ALL, "all-CPU full flush through IPIs", counters=(("shootdowns", 1),), ipi_round=True,
+              ipi_counter="flush_ipis", cost=_round),
     EventKind(TLBI_RANGE, "all-CPU range invalidation broadcast by hardware", counters=(("shootdowns", 1),),
               cost=lambda cost, cpus: (cost.broadcast_flush_ns, 0.0)),
     EventKind(TLBI_ALL, "all-CPU full invalidation broadcast by hardware", counters=(("shootdowns", 1),),

@@ -14,6 +14,7 @@ from permalloc.model.spec import CostModel
 METRICS = (
     "shootdowns",
     "ipis",
+    "flush_ipis",
     "sync_ipis",
     "local_flushes",
     "directmap_splits_1g",
@@ -43,6 +44,7 @@ COUNTERS = tuple(name for name in METRICS if name not in GAUGES)
 DESCRIPTIONS = {
     "shootdowns": "all-CPU TLB flushes (range or full), through IPIs or a hardware broadcast",
     "ipis": "IPIs received by other CPUs (IPI flush rounds and patching syncs, x (cpus - 1))",
+    "flush_ipis": "of the ipis, those of TLB flush rounds (0 where the hardware broadcasts invalidations)",
     "sync_ipis": "text-patching sync rounds (text_poke_bp-style)",
     "local_flushes": "flushes done on the local CPU only",
     "directmap_splits_1g": "1 GiB -> 2 MiB direct-map splits",
@@ -63,7 +65,8 @@ DESCRIPTIONS = {
 
 def kind_table(kinds: Iterable[ev.EventKind], cost: CostModel, cpus: int) -> dict[str, tuple]:
     """Per event kind, what folding one event does: (fixed ns, ns per unit, per-event counter
-    increments, the counter ``n`` adds to, whether it is an IPI round)."""
+    increments, the counter ``n`` adds to, and for an IPI round the metric that counts its IPIs
+    by purpose ("" for none; None: not an IPI round))."""
     table: dict[str, tuple] = {}
     for kind in kinds:
         fixed, per_unit = kind.cost(cost, cpus) if callable(kind.cost) else kind.cost
@@ -71,10 +74,14 @@ def kind_table(kinds: Iterable[ev.EventKind], cost: CostModel, cpus: int) -> dic
             if name not in COUNTERS:
                 raise PermallocError(f"event kind {kind.name!r} counts into {name!r}, which is not a counter metric "
                                      f"({', '.join(COUNTERS)})")
+        if kind.ipi_counter is not None and kind.ipi_counter not in COUNTERS:
+            raise PermallocError(f"event kind {kind.name!r} counts its IPIs into {kind.ipi_counter!r}, which is not a "
+                                 "counter metric")
         if kind.unit_counter is not None and kind.unit_counter not in COUNTERS:
             raise PermallocError(f"event kind {kind.name!r} counts into {kind.unit_counter!r}, which is not a counter "
                                  "metric")
-        table[kind.name] = (fixed, per_unit, kind.counters, kind.unit_counter, kind.ipi_round)
+        table[kind.name] = (fixed, per_unit, kind.counters, kind.unit_counter,
+                            (kind.ipi_counter or "") if kind.ipi_round else None)
     return table
 
 
@@ -111,8 +118,10 @@ class Metrics:
             c[name] += inc * times
         if unit_counter is not None:
             c[unit_counter] += event.n
-        if ipi_round:
+        if ipi_round is not None:
             c["ipis"] += (self.cpus - 1) * times
+            if ipi_round:
+                c[ipi_round] += (self.cpus - 1) * times
         elif kind == ev.ALLOC or kind == ev.FREE:
             sign = 1 if kind == ev.ALLOC else -1
             extra = extra or {}

@@ -17,7 +17,7 @@ from typing import Any
 
 import pluggy
 
-from permalloc.errors import PermallocError, PluginError
+from permalloc.errors import PermallocError, PluginError, SpecError
 from permalloc.model.archinfo import ArchInfo
 from permalloc.plugin import hookspecs
 
@@ -134,6 +134,11 @@ def machine_manager(spec: Any, policy: Any, extra: Iterable[Any] = ()) -> tuple[
         if name not in (spec.arch, "generic"):
             pm.unregister(plugin)
     arch = arches[spec.arch][1]
+    unknown = set(spec.cpu_features) - arch.cpu_features
+    if unknown:
+        known = ", ".join(sorted(arch.cpu_features)) or "none"
+        raise SpecError(f"cpu_features: arch {arch.name} does not act on {', '.join(sorted(unknown))} "
+                        f"(it knows: {known})")
     for impl in pm.hook.permalloc_applies.get_hookimpls():
         applies = impl.function(*[{"arch": arch, "policy": policy}[arg] for arg in impl.argnames])
         if not isinstance(applies, bool):

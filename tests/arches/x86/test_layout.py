@@ -102,3 +102,30 @@ def test_flushes_are_ipi_rounds_unless_the_cpu_has_invlpgb():
     amd = Machine(MachineSpec(arch="x86", cpu_features=frozenset({"invlpgb"}))).mechanisms.tlb
     assert type(plain) is IpiFlush and type(amd) is BroadcastFlush
     assert plain.ceiling == amd.ceiling == 33  # tlb_single_page_flush_ceiling, both paths
+
+
+def test_with_invlpgb_kernel_flushes_send_no_ipis_but_cpa_flush_still_does():
+    """flush_tlb_all / flush_tlb_kernel_range broadcast (v6.15); cpa_flush of a few pages is
+    on_each_cpu(__cpa_flush_tlb) whatever the CPU."""
+    from permalloc import Machine, Perm
+
+    def run(features: frozenset[str]) -> dict:
+        m = Machine(MachineSpec(arch="x86", cpus=8, memory="2G", cpu_features=features))
+        a = m.perm.alloc(16384, Perm.RX)
+        m.perm.write(a, 0, 16384)
+        m.perm.finish(a)
+        m.perm.free(a)
+        m.vmalloc.purge()
+        return m.metrics.counters
+
+    plain, amd = run(frozenset()), run(frozenset({"invlpgb"}))
+    assert plain["shootdowns"] == amd["shootdowns"] > 0
+    assert plain["flush_ipis"] == plain["shootdowns"] * 7  # every round interrupts the 7 other CPUs
+    assert 0 < amd["flush_ipis"] < plain["flush_ipis"]  # only cpa_flush's small ranges
+
+
+def test_a_cpu_feature_the_arch_does_not_act_on_is_refused():
+    from permalloc import Machine, SpecError
+
+    with pytest.raises(SpecError, match="arch x86 does not act on invlpg .it knows: invlpgb, la57"):
+        Machine(MachineSpec(arch="x86", cpu_features=frozenset({"invlpg"})))
