@@ -15,10 +15,19 @@ from rich.console import Console
 from permalloc import __version__
 from permalloc.errors import PermallocError
 from permalloc.model.spec import MachineSpec
-from permalloc.plugin.pluginmanager import arch_plugins, discover, registry_manager
+from permalloc.plugin.pluginmanager import arch_plugins, discover, machine_manager, registry_manager
+from permalloc.plugin.policy import DEFAULT_POLICY, PolicySpec
 from permalloc.report.tables import ReportColumn, print_tables, report_json
 from permalloc.run.modelfile import format_validation_error
-from permalloc.run.registry import override_policy, policies, resolve_policy, resolve_scenario, scenarios
+from permalloc.run.registry import (
+    default_for,
+    override_policy,
+    policies,
+    resolve_policy,
+    resolve_scenario,
+    scenarios,
+)
+from permalloc.run.scenario import Scenario
 from permalloc.run.workloads import resolve_workload, workloads
 
 EPILOG = "Run 'permalloc COMMAND --help' for the options of a command."
@@ -159,13 +168,24 @@ def cmd_scenarios(args: argparse.Namespace) -> int:
     return 0
 
 
+def _scenario(pm: Any, name: str, spec: MachineSpec, policy: PolicySpec | None, err: Console) -> Scenario:
+    """The scenario ``name``; ``default`` as the machine's plugins can run it (noted on stderr)."""
+    if name != "default" or "default" not in scenarios(pm):
+        return resolve_scenario(pm, name)
+    machine_pm, _arch = machine_manager(spec, policy or DEFAULT_POLICY)
+    scenario, notes = default_for(pm, machine_pm)
+    for note in notes:
+        err.print(f"note: {note}", markup=False, highlight=False)
+    return scenario
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from permalloc.run.simulation import run
 
     pm = registry_manager()
     policy = override_policy(resolve_policy(pm, args.policy), args.set)
-    scenario = resolve_scenario(pm, args.scenario)
     spec = machine_spec(args, args.arch or policy.arch or "generic")
+    scenario = _scenario(pm, args.scenario, spec, policy, Console(stderr=True))
     workload = resolve_workload(pm, args.workload) if args.workload else None
     trace_fh = open(args.trace, "w") if args.trace else None
     try:
@@ -190,7 +210,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from permalloc.run.compare import compare
 
     pm = registry_manager()
-    scenario = resolve_scenario(pm, args.scenario)
     arch = args.arch or "x86"
     if args.policy:
         chosen = [override_policy(resolve_policy(pm, name), args.set) for name in args.policy]
@@ -199,11 +218,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
         chosen = [override_policy(p, args.set) for name, p in known.items()
                   if name != "default" and p.arch in (None, arch)]
     spec = machine_spec(args, arch)
+    err = Console(stderr=True)
+    scenario = _scenario(pm, args.scenario, spec, chosen[0] if chosen else None, err)
     workload = resolve_workload(pm, args.workload) if args.workload else None
     for policy in chosen:
         if policy.arch and policy.arch != arch and args.arch:
             raise PermallocError(f"policy {policy.name!r} is for arch {policy.arch!r}, not {arch!r}")
-    err = Console(stderr=True)
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} policies"),
                   TimeElapsedColumn(), console=err, transient=True, disable=args.quiet or not err.is_terminal) as bar:
         task = bar.add_task(f"{scenario.name} on {arch}", total=len(chosen))

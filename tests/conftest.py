@@ -12,8 +12,14 @@ from permalloc import Machine, MachineSpec, PolicySpec, hookimpl
 
 @pytest.fixture
 def arch() -> str:
-    """The arch under test: tox sets PERMALLOC_ARCH per env (py3-generic, py3-x86)."""
+    """The arch under test: tox sets PERMALLOC_ARCH per env (py3-generic, py3-x86, py3-arm64)."""
     return os.environ.get("PERMALLOC_ARCH", "generic")
+
+
+@pytest.fixture
+def flavour(arch: str) -> str:
+    """Debian's name for the arch's bundled workloads (debian-6.1.0-57-<flavour>)."""
+    return "arm64" if arch == "arm64" else "amd64"
 
 
 @pytest.fixture

@@ -29,6 +29,7 @@ BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
     ("policies", "permalloc.plugin.policies"),
     ("generic", "permalloc.arches.generic"),
     ("x86", "permalloc.arches.x86"),
+    ("arm64", "permalloc.arches.arm64"),
     ("bpf_jit", "permalloc.plugins.bpf_jit"),
     ("invariants", "permalloc.plugins.invariants"),
     ("module_loader", "permalloc.plugins.module_loader"),

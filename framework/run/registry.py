@@ -24,7 +24,8 @@ def policies(pm: pluggy.PluginManager) -> dict[str, PolicySpec]:
     return found
 
 
-# DESIGN.md: the default scenario is boot + bpf-churn + tracing, run one after the other.
+# docs/architecture.md, "Scenarios": the default scenario is boot + bpf-churn + tracing, run one
+# after the other (on an arch, the parts whose ops its plugins provide: default_for).
 DEFAULT_SCENARIO = ("boot", "bpf-churn", "tracing")
 
 
@@ -40,6 +41,28 @@ def scenarios(pm: pluggy.PluginManager) -> dict[str, ScenarioSource]:
         parts = [found[part] for part in DEFAULT_SCENARIO]
         found["default"] = ScenarioSource("default", " + ".join(DEFAULT_SCENARIO), lambda: _concat("default", parts))
     return found
+
+
+def default_for(pm: pluggy.PluginManager, machine_pm: pluggy.PluginManager) -> tuple[Scenario, list[str]]:
+    """The default scenario on the machine whose plugin manager is ``machine_pm``: the parts of
+    DEFAULT_SCENARIO whose every op some plugin of that machine provides, and a note for
+    each part left out (e.g. tracing on an arch where the ftrace and jump label patchers do
+    not apply)."""
+    found = scenarios(pm)
+    known = {t.name for types in machine_pm.hook.permalloc_register_ops() for t in types}
+    parts, notes = [], []
+    for name in DEFAULT_SCENARIO:
+        if name not in found:
+            continue
+        missing = sorted({op.get("op") for op in found[name].build().ops} - known)
+        if missing:
+            notes.append(f"the default scenario leaves out {name}: no plugin of this arch provides its ops "
+                         f"{', '.join(missing)}")
+        else:
+            parts.append(found[name])
+    if not parts:
+        raise SpecError("the default scenario has no part this arch's plugins can run")
+    return _concat("default", parts), notes
 
 
 def _concat(name: str, parts: list[ScenarioSource]) -> Scenario:

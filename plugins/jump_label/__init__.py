@@ -55,7 +55,7 @@ from permalloc.plugins.module_loader.patching import (
     vmlinux_text,
     x86_tables,
 )
-from permalloc.plugins.module_loader.scenarios import BOOT_MODULES
+from permalloc.plugins.module_loader.scenarios import boot_ops
 from permalloc.plugins.module_loader.workload import MemClass
 from permalloc.run.scenario import Op, OpType, Scenario, ScenarioSource
 
@@ -251,13 +251,13 @@ def tracing() -> Scenario:
 
     The keys are named ``off:N``, so that each run takes the keys of its own kernel."""
     names = [f"off:{i}" for i in range(TRACING_KEYS)]
-    ops: list[dict[str, Any]] = [{"op": "load_module", "module": name} for name in BOOT_MODULES]
+    ops: list[dict[str, Any]] = boot_ops()
     ops += [{"op": "ftrace", "enable": True}, {"op": "ftrace", "enable": False}]
     ops += [{"op": "static_key", "key": name, "enable": True} for name in names]
     ops += [{"op": "static_key", "key": name, "enable": False} for name in names]
     return Scenario(
         name="tracing",
-        description=f"load the {len(BOOT_MODULES)} boot modules, enable then disable ftrace on their sites, "
+        description="load the boot modules, enable then disable ftrace on their sites, "
         f"then flip {TRACING_KEYS} vmlinux static keys that are off after boot on, then off again (100 flips)",
         ops=ops,
     )

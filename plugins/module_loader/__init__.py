@@ -39,18 +39,33 @@ class LoadModuleOp(Op):
     workload: str | None = Field(
         None, description="workload name (permalloc workloads) or file to take the module from (default: the machine's)"
     )
+    machine: str | None = Field(
+        None, description="only on a workload of this ELF machine (x86_64, aarch64): how a scenario states, per "
+        "machine, what it loads"
+    )
 
 
 class UnloadModuleOp(Op):
     op: Literal["unload_module"]
     module: str = Field(min_length=1)
+    machine: str | None = Field(
+        None, description="only on a workload of this ELF machine (x86_64, aarch64): how a scenario states, per "
+        "machine, what it loads"
+    )
+
+
+def _elsewhere(ctx: Any, op: LoadModuleOp | UnloadModuleOp) -> bool:
+    return op.machine is not None and op.machine != loader(ctx.machine).workload.machine
 
 
 def _load(ctx: Any, op: LoadModuleOp) -> None:
-    loader(ctx.machine).load(op.module, ctx.measure, op.workload)
+    if not _elsewhere(ctx, op):
+        loader(ctx.machine).load(op.module, ctx.measure, op.workload)
 
 
 def _unload(ctx: Any, op: UnloadModuleOp) -> None:
+    if _elsewhere(ctx, op):
+        return
     with ctx.measure("module_unload"):
         loader(ctx.machine).unload(op.module)
 

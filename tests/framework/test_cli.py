@@ -129,10 +129,10 @@ def test_workloads_lists_every_bundled_kernel(capsys):
     assert "debian-6.12.118-amd64" in out and "6.12.118+deb12-amd64" in out
 
 
-def test_run_on_a_chosen_workload(tmp_path, capsys, arch):
+def test_run_on_a_chosen_workload(tmp_path, capsys, arch, flavour):
     scenario = tmp_path / "s.json"
     scenario.write_text(json.dumps({"name": "s", "ops": [{"op": "load_module", "module": "crc16"}]}))
-    for workload in ("debian-6.1.0-57-amd64", "debian-6.12.118-amd64"):
+    for workload in (f"debian-6.1.0-57-{flavour}", f"debian-6.12.118-{flavour}"):
         assert main(["run", "-s", str(scenario), "--arch", arch, "--memory", "1G", "-w", workload, "--format", "json"]) == 0
         (result,) = json.loads(capsys.readouterr().out)["results"]
         assert result["workload"] == workload

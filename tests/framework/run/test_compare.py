@@ -47,14 +47,14 @@ def small_file(tmp_path):
     return path
 
 
-def test_json_validates_against_the_documented_shape(small_file, capsys, arch):
+def test_json_validates_against_the_documented_shape(small_file, capsys, arch, flavour):
     assert main(["compare", "-s", str(small_file), "--arch", arch, "--memory", "2G", "--format", "json", "-q"]) == 0
     doc = ReportDocument.model_validate_json(capsys.readouterr().out)
     assert {r.policy for r in doc.results} >= {"legacy", "linux-6.1", "linux-6.12"}
     assert doc.machine.arch == arch and doc.scenario == "small"
-    # each policy on the workload of its own kernel
+    # each policy on the workload of its own kernel, for the arch's machine
     ran_on = {r.policy: r.workload for r in doc.results}
-    assert ran_on["linux-6.12"] == "debian-6.12.118-amd64" and ran_on["linux-6.1"] == "debian-6.1.0-57-amd64"
+    assert ran_on["linux-6.12"] == f"debian-6.12.118-{flavour}" and ran_on["linux-6.1"] == f"debian-6.1.0-57-{flavour}"
 
 
 def test_documented_schema_is_the_models():
@@ -62,12 +62,12 @@ def test_documented_schema_is_the_models():
     assert documented == ReportDocument.model_json_schema()
 
 
-def test_workload_forces_one_kernel_for_every_policy(small_file, capsys, arch):
+def test_workload_forces_one_kernel_for_every_policy(small_file, capsys, arch, flavour):
     assert main(["compare", "-s", str(small_file), "--arch", arch, "--memory", "2G", "-p", "linux-6.1", "-p",
-                 "linux-6.12", "-w", "debian-6.12.118-amd64", "--format", "csv", "-q"]) == 0
+                 "linux-6.12", "-w", f"debian-6.12.118-{flavour}", "--format", "csv", "-q"]) == 0
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
-    assert {(r["policy"], r["workload"]) for r in rows} == {("linux-6.1", "debian-6.12.118-amd64"),
-                                                            ("linux-6.12", "debian-6.12.118-amd64")}
+    assert {(r["policy"], r["workload"]) for r in rows} == {("linux-6.1", f"debian-6.12.118-{flavour}"),
+                                                            ("linux-6.12", f"debian-6.12.118-{flavour}")}
     assert main(["compare", "-s", str(small_file), "--arch", arch, "--memory", "2G", "-p", "linux-6.1", "-p",
                  "linux-6.12", "-q"]) == 0
     table = capsys.readouterr().out
@@ -84,7 +84,7 @@ def test_csv_has_one_row_per_policy_and_metric(small_file, capsys, arch):
     assert any(r["op"] == "module_load" and r["metric"] == "shootdowns" and float(r["mean"]) > 0 for r in rows)
 
 
-def test_plots_and_html(small_file, tmp_path, capsys, arch):
+def test_plots_and_html(small_file, tmp_path, capsys, arch, flavour):
     plot = tmp_path / "cmp.png"
     html_dir = tmp_path / "report"
     assert main(["compare", "-s", str(small_file), "--arch", arch, "--memory", "2G", "-p", "legacy", "-p", "linux-6.1",
@@ -93,7 +93,7 @@ def test_plots_and_html(small_file, tmp_path, capsys, arch):
     assert (tmp_path / "cmp-timeline.png").stat().st_size > 10_000
     page = (html_dir / "index.html").read_text()
     assert "<table>" in page and "shootdowns" in page and 'src="bars.png"' in page
-    assert "<td>debian-6.1.0-57-amd64</td>" in page  # the workload row
+    assert f"<td>debian-6.1.0-57-{flavour}</td>" in page  # the workload row
     assert (html_dir / "bars.png").exists() and (html_dir / "bars-timeline.png").exists()
     assert "legacy" in capsys.readouterr().out  # the table still goes to stdout
 

@@ -11,7 +11,7 @@ from permalloc.plugins.jump_label import flip, state, tracing
 from permalloc.plugins.jump_label import keys as km
 from permalloc.plugins.module_loader import loader as loader_of
 from permalloc.plugins.module_loader.patching import vmlinux
-from permalloc.plugins.module_loader.scenarios import BOOT_MODULES
+from permalloc.plugins.module_loader.scenarios import boot_ops
 
 
 def _cost(m: Machine, fn):
@@ -139,7 +139,7 @@ def test_module_keys_and_names(patch_machine, load):
 def test_tracing_scenario_is_documented():
     sc = tracing()
     ops = [op["op"] for op in sc.ops]
-    assert ops.count("load_module") == len(BOOT_MODULES) and ops.count("ftrace") == 2 and ops.count("static_key") == 100
+    assert ops.count("load_module") == len(boot_ops()) and ops.count("ftrace") == 2 and ops.count("static_key") == 100
     keys = [op for op in sc.ops if op["op"] == "static_key"]
     assert [k["enable"] for k in keys] == [True] * 50 + [False] * 50
     # named off:N, resolved against the machine's own vmlinux when the op runs

@@ -449,10 +449,14 @@ def test_non_elf_and_wrong_machine(objects, tmp_path):
     text.write_text("this is not an object file\n" * 10)
     assert "not an ELF" in _reason(text)
     raw = bytearray(objects.mod_a.read_bytes())
-    raw[18:20] = (183).to_bytes(2, "little")  # e_machine = EM_AARCH64
+    raw[18:20] = (243).to_bytes(2, "little")  # e_machine = EM_RISCV: no installed arch contributes it
+    riscv = tmp_path / "riscv.ko"
+    riscv.write_bytes(bytes(raw))
+    assert "wrong machine: EM_RISCV, expected EM_AARCH64 or EM_X86_64" in _reason(riscv)
+    raw[18:20] = (183).to_bytes(2, "little")  # EM_AARCH64: read by arm64's rules, which want its PLTs
     arm = tmp_path / "arm.ko"
     arm.write_bytes(bytes(raw))
-    assert "wrong machine: EM_AARCH64" in _reason(arm)
+    assert "module_frob_arch_sections: module PLT section(s) missing" in _reason(arm)
     raw = bytearray(objects.mod_a.read_bytes())
     raw[4] = 1  # ELFCLASS32
     i386 = tmp_path / "i386.ko"
