@@ -24,7 +24,7 @@ def policies(pm: pluggy.PluginManager) -> dict[str, PolicySpec]:
     return found
 
 
-# DESIGN.md: the default scenario is boot + bpf-churn + tracing, run one after the other.
+# docs/architecture.md "Scenarios and ops": the default scenario is boot + bpf-churn + tracing, one after the other.
 DEFAULT_SCENARIO = ("boot", "bpf-churn", "tracing")
 
 
