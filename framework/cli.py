@@ -123,12 +123,29 @@ def cmd_spec(args: argparse.Namespace) -> int:
 
 
 def cmd_hooks(args: argparse.Namespace) -> int:
-    from permalloc.plugin import hookspecs
+    import textwrap
 
-    names = [n for n in dir(hookspecs) if n.startswith("permalloc_")]
-    for name in names:
-        doc = (getattr(hookspecs, name).__doc__ or "").strip().splitlines()[0]
-        print(f"{name}: {doc}")
+    from permalloc.plugin.hookinfo import describe_hooks
+
+    hooks = describe_hooks(registry_manager())
+    if args.format == "json":
+        print(json.dumps([hook.to_json() for hook in hooks], indent=2))
+        return 0
+    if not args.verbose:
+        for hook in hooks:
+            print(f"{hook.name}: {hook.summary}")
+        return 0
+    yes_no = {True: "yes", False: "no"}
+    for i, hook in enumerate(hooks):
+        if i:
+            print()
+        print(hook.signature)
+        print(f"    family: {hook.family}   firstresult: {yes_no[hook.firstresult]}   "
+              f"historic: {yes_no[hook.historic]}")
+        print(f"    implemented by: {', '.join(impl.label() for impl in hook.implementations) or 'none'}")
+        print(textwrap.fill(hook.advice, 100, initial_indent="    advice: ", subsequent_indent="        "))
+        print()
+        print(textwrap.indent(hook.doc, "    "))
     return 0
 
 
@@ -287,7 +304,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--schema", action="store_true", help="print the JSON schema of MachineSpec")
     p.set_defaults(func=cmd_spec)
 
-    p = sub.add_parser("hooks", help="list the hooks a plugin can implement")
+    p = sub.add_parser("hooks", help="list the hooks a plugin can implement",
+                       description="List every hook of permalloc/plugin/hookspecs.py: its summary, or with -v its "
+                       "signature, family, firstresult/historic options, implementations, ordering advice and "
+                       "full documentation.")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="signature, family, options, implementations, advice and the full docstring of each hook")
+    p.add_argument("--format", choices=("text", "json"), default="text",
+                   help="json: a list of objects (name, family, signature, firstresult, historic, doc, advice, "
+                   "implementations), whatever -v says")
     p.set_defaults(func=cmd_hooks)
 
     p = sub.add_parser("policies", help="list named policies")
@@ -376,14 +401,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PermallocError as exc:
         print(f"permalloc: error: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # `permalloc hooks -v | head`: the reader is gone (before OSError, its base)
+        # what is still buffered for stdout would fail again at exit: send it nowhere
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except OSError as exc:  # an output file or directory that cannot be written
         print(f"permalloc: error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("permalloc: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
-        return 0
 
 
 def _main() -> Any:  # the console script

@@ -12,6 +12,8 @@ It needs pytest and hypothesis (``pip install permalloc[test]``).
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ClassVar
 
 import pytest
@@ -21,7 +23,9 @@ from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, invaria
 
 from permalloc.errors import ContractError
 from permalloc.machine import Machine
-from permalloc.model.pages import PAGE_SIZE
+from permalloc.mechanisms.cpa import SET_MEMORY
+from permalloc.model import events as ev
+from permalloc.model.pages import PAGE_SHIFT, PAGE_SIZE
 from permalloc.model.perms import Perm
 from permalloc.model.spec import MachineSpec
 from permalloc.plugin.contract import PermAllocation, State
@@ -32,14 +36,53 @@ PERMS = st.sampled_from([Perm.RX, Perm.R, Perm.RW])
 
 
 def contract_machine(arch: str, policy: PolicySpec, seed: int = 0, memory: int = 1 << 30, cpus: int = 4,
-                     strict: bool = True) -> Machine:
-    return Machine(MachineSpec(arch=arch, cpus=cpus, memory=memory, seed=seed), policy, strict=strict)
+                     strict: bool = True, plugins: Sequence[Any] = ()) -> Machine:
+    return Machine(MachineSpec(arch=arch, cpus=cpus, memory=memory, seed=seed), policy, plugins=plugins,
+                   strict=strict)
 
 
-def churn(machine: Machine, rounds: int = 40) -> dict[str, Any]:
-    """A fixed mixed workload; returns the totals (used for determinism checks)."""
+# -- the machine's text-patching paths -------------------------------------------------------
+def _text_poke(m: Machine, a: PermAllocation, offset: int, length: int) -> None:
+    m.text.poke(a.addr + offset, length)
+
+
+def _text_copy(m: Machine, a: PermAllocation, offset: int, length: int) -> None:
+    m.text.copy(a.addr, a.size)  # a whole image, as a staged load is copied
+
+
+def _text_live(m: Machine, a: PermAllocation, offset: int, length: int) -> None:
+    sites = [(a.addr + offset, length)]
+    if a.size >= 64 + 2:
+        sites.append((a.addr + 64, 2))  # a second site: one batch of two
+    m.text.live(sorted(set(sites)))
+
+
+def _text_queue(m: Machine, a: PermAllocation, offset: int, length: int) -> None:
+    sites = sorted({(a.addr + offset, length), (a.addr + a.size - 2, 2)})
+    m.text.queue(sites, wait=True)
+
+
+#: How a run writes live text: the contract's ``poke`` (the arch's permalloc_poke), and each
+#: entry point of the machine's text mechanism (``machine.text``: textpatch.py, or x86's
+#: text_poke) that consumers call directly.
+PATCH_PATHS: dict[str, Callable[[Machine, PermAllocation, int, int], None]] = {
+    "poke": lambda m, a, offset, length: m.perm.poke(a, offset, length),
+    "text.poke": _text_poke,
+    "text.copy": _text_copy,
+    "text.live": _text_live,
+    "text.queue": _text_queue,
+}
+
+
+def churn(machine: Machine, rounds: int = 40, patch: str = "poke",
+          check: Callable[[Machine, PermAllocation], None] | None = None) -> dict[str, Any]:
+    """A fixed mixed workload; returns the totals (used for determinism checks).
+
+    Every RX allocation is patched once after finish through ``patch`` (a key of
+    :data:`PATCH_PATHS`); ``check(machine, alloc)`` runs after each patch."""
     live: list[PermAllocation] = []
     rng = machine.rng
+    patcher = PATCH_PATHS[patch]
     for i in range(rounds):
         size = rng.choice([512, 4096, 16384, 70000])
         perm = rng.choice([Perm.RX, Perm.R, Perm.RW])
@@ -47,7 +90,9 @@ def churn(machine: Machine, rounds: int = 40) -> dict[str, Any]:
         machine.perm.write(a, 0, size)
         machine.perm.finish(a)
         if perm == Perm.RX:
-            machine.perm.poke(a, 0, min(5, size))
+            patcher(machine, a, 0, min(5, size))
+            if check is not None:
+                check(machine, a)
         live.append(a)
         if i % 3 == 2:
             machine.perm.free(live.pop(rng.randrange(len(live))))
@@ -57,13 +102,161 @@ def churn(machine: Machine, rounds: int = 40) -> dict[str, Any]:
     return machine.metrics.totals(machine.gauges())
 
 
+# -- checks on the event log -------------------------------------------------------------------
+@contextlib.contextmanager
+def watching(machine: Machine, see: Callable[[ev.Event], None]) -> Iterator[list[ev.Event]]:
+    """Show every event that ``machine`` emits inside the block to ``see`` (as it is emitted,
+    so that ``see`` can look at the machine's state then) and collect them."""
+    seen: list[ev.Event] = []
+    previous = machine.trace
+
+    def trace(event: ev.Event) -> None:
+        if previous is not None:
+            previous(event)
+        seen.append(event)
+        see(event)
+
+    machine.trace = trace
+    try:
+        yield seen
+    finally:
+        machine.trace = previous
+
+
+def pages_of(machine: Machine, alloc: PermAllocation) -> list[tuple[int, int | None, Perm | None]]:
+    """``(virtual page, pfn, perm)`` of every page of ``alloc``'s final address range as mapped
+    now (``None, None`` for a page not mapped)."""
+    out = []
+    for vpn in range(alloc.addr >> PAGE_SHIFT, ((alloc.addr + alloc.size - 1) >> PAGE_SHIFT) + 1):
+        found = machine.pagetables.lookup(vpn << PAGE_SHIFT)
+        if found is None:
+            out.append((vpn, None, None))
+        else:
+            mapping, index = found
+            out.append((vpn, mapping.pfns[index], Perm(mapping.perms[index])))
+    return out
+
+
+def _wx_pages(machine: Machine, pfns: set[int]) -> list[int]:
+    return sorted(pfn for pfn in pfns if all(machine.page_access(pfn)))
+
+
+def finish_checked(machine: Machine, alloc: PermAllocation) -> list[ev.Event]:
+    """``machine.perm.finish(alloc)``, checked on its event log; returns the events.
+
+    * the ``set_memory_*`` calls on the allocation's pages, applied in order to the
+      permissions the pages had before finish, never make a page W+X (an arch that does
+      set_memory_x before set_memory_ro is caught at the set_memory_x);
+    * at every point where a kernel operation is complete (an event outside
+      ``machine.atomic``, a ``settled`` event), no page of the allocation and no page an event
+      of the finish touched is writable and executable through any alias;
+    * after finish every page of the allocation is mapped with exactly ``alloc.perm``, and no
+      writable alias of an executable page is left.
+    """
+    simulated = {vpn: perm for vpn, _, perm in pages_of(machine, alloc) if perm is not None}
+    touched: set[int] = {pfn for _, pfn, _ in pages_of(machine, alloc) if pfn is not None}
+    # the first fault found; raised after finish (an AssertionError raised inside the arch's
+    # hook would reach the test as that plugin's PluginError)
+    problems: list[str] = []
+
+    def see(event: ev.Event) -> None:
+        if problems:
+            return
+        if event.pfns:
+            touched.update(event.pfns)
+        if event.kind == ev.SET_MEMORY and event.source in SET_MEMORY:
+            set_mask, clear_mask = SET_MEMORY[event.source]
+            first = event.addr >> PAGE_SHIFT
+            for vpn in range(first, first + event.n):
+                if vpn in simulated:
+                    perm = (simulated[vpn] | set_mask) & ~clear_mask
+                    if perm.is_wx and perm & Perm.R and not problems:
+                        problems.append(
+                            f"finish of a {alloc.perm} allocation at {alloc.addr:#x}: {event.source} at "
+                            f"{event.addr:#x} makes page {vpn << PAGE_SHIFT:#x} {perm} (W+X: drop W before granting X)")
+                    simulated[vpn] = perm
+        if machine.atomic_depth == 0 and not problems:
+            wx = _wx_pages(machine, touched | {pfn for _, pfn, _ in pages_of(machine, alloc) if pfn is not None})
+            if wx:
+                problems.append(f"finish of a {alloc.perm} allocation at {alloc.addr:#x}: after {event.kind} "
+                                f"({event.source or 'no source'}) pfn {wx[0]:#x} is writable and executable")
+
+    with watching(machine, see) as events:
+        try:
+            machine.perm.finish(alloc)
+        except Exception as exc:
+            if problems:
+                raise AssertionError(problems[0]) from exc
+            raise
+    assert not problems, problems[0]
+    wrong = [(vpn, perm) for vpn, _, perm in pages_of(machine, alloc) if perm != alloc.perm]
+    assert not wrong, (f"after finish, page {wrong[0][0] << PAGE_SHIFT:#x} of a {alloc.perm} allocation at "
+                       f"{alloc.addr:#x} is mapped {wrong[0][1]} ({len(wrong)} page(s) not {alloc.perm})")
+    wx = _wx_pages(machine, {pfn for _, pfn, _ in pages_of(machine, alloc) if pfn is not None})
+    assert not wx, f"after finish, pfn {wx[0]:#x} of the allocation at {alloc.addr:#x} has a writable alias"
+    return events
+
+
+def _covered(intervals: list[tuple[int, int]], start: int, end: int) -> bool:
+    cursor = start
+    for lo, hi in sorted(intervals):
+        if lo > cursor:
+            break
+        cursor = max(cursor, hi)
+    return cursor >= end
+
+
+def poke_checked(machine: Machine, alloc: PermAllocation, offset: int, length: int,
+                 in_place: bool = False) -> list[ev.Event]:
+    """``machine.perm.poke(alloc, offset, length)``, checked on its event log: the poked bytes
+    were written, through the arch's text patching mechanism (``text_poke`` / ``text_write``
+    events over those bytes and their physical pages) or, with ``in_place`` (an arch whose
+    poke makes the pages writable, as generic's does), by plain stores; returns the events."""
+    with watching(machine, lambda event: None) as events:
+        machine.perm.poke(alloc, offset, length)
+    start, end = alloc.addr + offset, alloc.addr + offset + length
+    kinds = (ev.TEXT_POKE, ev.TEXT_WRITE, ev.STORE) if in_place else (ev.TEXT_POKE, ev.TEXT_WRITE)
+    writes = [e for e in events if e.kind in kinds]
+    how = "text patching or a store" if in_place else "the arch's text patching mechanism"
+    assert writes, f"poke of [{start:#x}, {end:#x}) wrote nothing through {how} (events: " \
+        f"{', '.join(sorted({e.kind for e in events})) or 'none'})"
+    assert _covered([(e.addr, e.addr + e.n) for e in writes], start, end), (
+        f"poke of [{start:#x}, {end:#x}): the writes through {how} do not cover the poked bytes")
+    pokes = [e for e in writes if e.kind != ev.STORE]
+    if pokes and not [e for e in writes if e.kind == ev.STORE]:
+        poked = {pfn for _, pfn, _ in pages_of(machine, alloc)[offset >> PAGE_SHIFT:((offset + length - 1) >> PAGE_SHIFT) + 1]}
+        written = {pfn for e in pokes for pfn in e.pfns or ()}
+        assert poked <= written, f"poke of [{start:#x}, {end:#x}) patched other physical pages than the allocation's"
+    return events
+
+
+def no_writable_alias(machine: Machine, alloc: PermAllocation) -> None:
+    """No page of ``alloc`` is writable and executable through any alias."""
+    wx = _wx_pages(machine, {pfn for _, pfn, _ in pages_of(machine, alloc) if pfn is not None})
+    assert not wx, f"pfn {wx[0]:#x} of the {alloc.perm} allocation at {alloc.addr:#x} is writable and executable"
+
+
+def invariants_report(machine: Machine) -> dict[str, Any]:
+    """What the invariants plugin says of ``machine``: its ``wx_violations`` counter and its
+    own figures (``wx_pages_now``: pages W+X at this moment)."""
+    extra: dict[str, Any] = {}
+    for part in machine.hook.permalloc_result_extra(machine=machine):
+        extra.update(part or {})
+    return {"wx_violations": machine.metrics.counters["wx_violations"], **extra["invariants"]}
+
+
 class ContractSuite:
-    """The contract every arch must keep. Set ``arch``; optionally ``policies``."""
+    """The contract every arch must keep. Set ``arch``; optionally ``policies``, ``plugins``
+    (plugin objects to register on every machine, e.g. an arch not installed as a package)
+    and ``poke_keeps_wx``."""
 
     arch: ClassVar[str] = "generic"
     policies: ClassVar[list[PolicySpec]] = [DEFAULT_POLICY]
-    #: False for an arch without text_poke, whose poke makes the page writable in place
-    #: (a W+X window the invariants count); every other step must keep W^X regardless.
+    plugins: ClassVar[Sequence[Any]] = ()
+    #: False for an arch whose ``permalloc_poke`` makes the page writable in place instead of
+    #: writing through its text patching mechanism (generic: set_memory_rw, store,
+    #: set_memory_ro, a W+X window the invariants count); every other step, and every path
+    #: of the machine's text mechanism, must keep W^X regardless.
     poke_keeps_wx: ClassVar[bool] = True
 
     def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
@@ -72,9 +265,13 @@ class ContractSuite:
             chosen = type(self).policies
             metafunc.parametrize("policy", chosen, ids=[p.name for p in chosen])
 
+    def new_machine(self, policy: PolicySpec, **kwargs: Any) -> Machine:
+        kwargs.setdefault("strict", self.poke_keeps_wx)
+        return contract_machine(self.arch, policy, plugins=self.plugins, **kwargs)
+
     @pytest.fixture
     def machine(self, policy: PolicySpec) -> Machine:
-        return contract_machine(self.arch, policy, strict=self.poke_keeps_wx)
+        return self.new_machine(policy)
 
     def test_arch_is_selected(self, machine: Machine) -> None:
         assert machine.arch.name == self.arch
@@ -85,23 +282,39 @@ class ContractSuite:
         assert a.state is State.STAGING and a.size == 20000 and a.perm == perm
         assert a.allocated >= 20000
         machine.perm.write(a, 0, 20000)
-        machine.perm.finish(a)
+        # no step of finish is W+X, every page ends at exactly ``perm``, no writable alias
+        finish_checked(machine, a)
         assert a.state is State.LIVE
-        # the final mapping has the final permission
-        mapping, index = machine.pagetables.lookup(a.addr)
-        assert Perm(mapping.perms[index]) == perm
-        # and no alias of its pages is writable while executable
-        for pfn in mapping.pfns[index : index + 5]:
-            w, x = machine.page_access(pfn)
-            assert not (w and x)
         assert machine.metrics.counters["wx_violations"] == 0
         if perm == Perm.RX:
-            machine.perm.poke(a, 100, 5)
+            # the poked bytes are written, through the arch's text mechanism if it keeps W^X
+            poke_checked(machine, a, 100, 5, in_place=not self.poke_keeps_wx)
             expected = 0 if self.poke_keeps_wx else 1  # the one page poked in place
             assert machine.metrics.counters["wx_violations"] == expected
         machine.perm.free(a)
         assert a.state is State.FREED
         assert machine.teardown() == []
+
+    @pytest.mark.parametrize("size", [1, PAGE_SIZE + 1, 3 * PAGE_SIZE])
+    def test_rx_finish_never_passes_through_wx(self, machine: Machine, size: int) -> None:
+        a = machine.perm.alloc(size, Perm.RX)
+        machine.perm.write(a, 0, size)
+        finish_checked(machine, a)
+        for offset, length in ((0, 1), (size - 1, 1), (0, min(size, 5))):
+            poke_checked(machine, a, offset, length, in_place=not self.poke_keeps_wx)
+        machine.perm.free(a)
+        assert machine.teardown() == []
+
+    @pytest.mark.parametrize("path", [p for p in PATCH_PATHS if p != "poke"])
+    def test_every_text_patching_path_keeps_wx(self, policy: PolicySpec, path: str) -> None:
+        # consumers (jump labels, ftrace, static calls, bpf_prog_pack) write live text through
+        # machine.text directly: each of its paths must leave no page W+X at any moment
+        m = self.new_machine(policy, strict=False, seed=5)
+        churn(m, rounds=24, patch=path, check=no_writable_alias)
+        report = invariants_report(m)
+        assert report["wx_violations"] == 0, f"{path}: {report}"
+        assert report["wx_pages_now"] == 0, f"{path}: {report}"
+        assert m.teardown() == []
 
     def test_writes_after_finish_are_refused(self, machine: Machine) -> None:
         a = machine.perm.alloc(4096, Perm.RX)
@@ -130,16 +343,17 @@ class ContractSuite:
         assert machine.teardown() == []
 
     def test_same_seed_same_metrics(self, policy: PolicySpec) -> None:
-        first = churn(contract_machine(self.arch, policy, seed=7, strict=False))
-        second = churn(contract_machine(self.arch, policy, seed=7, strict=False))
+        first = churn(self.new_machine(policy, seed=7, strict=False))
+        second = churn(self.new_machine(policy, seed=7, strict=False))
         assert first == second
         assert first["shootdowns"] > 0 or first["local_flushes"] > 0
 
     def test_stateful(self, policy: PolicySpec) -> None:
-        run_state_machine(self.arch, policy, self.poke_keeps_wx)
+        run_state_machine(self.arch, policy, self.poke_keeps_wx, plugins=self.plugins)
 
 
-def run_state_machine(arch: str, policy: PolicySpec, poke_keeps_wx: bool = True, max_examples: int = 25) -> None:
+def run_state_machine(arch: str, policy: PolicySpec, poke_keeps_wx: bool = True, max_examples: int = 25,
+                      plugins: Sequence[Any] = ()) -> None:
     """Random alloc/write/finish/change/poke/free/shrink sequences under strict invariants."""
 
     class ContractMachine(RuleBasedStateMachine):
@@ -148,7 +362,7 @@ def run_state_machine(arch: str, policy: PolicySpec, poke_keeps_wx: bool = True,
 
         def __init__(self) -> None:
             super().__init__()
-            self.m = contract_machine(arch, policy, seed=3, strict=False)
+            self.m = contract_machine(arch, policy, seed=3, strict=False, plugins=plugins)
             self.wx_allowed = 0  # violations an in-place poke may cause
             self.boot = set(self.m.perm.live)  # what the booted kernel holds (its own BPF program)
         @rule(target=staged, size=SIZES, perm=PERMS)

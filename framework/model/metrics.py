@@ -1,4 +1,4 @@
-"""Metric names (a public contract, DESIGN.md) and their folding from events."""
+"""Metric names (a public contract, docs/architecture.md "Metrics") and their folding from events."""
 
 from __future__ import annotations
 

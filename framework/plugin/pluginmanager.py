@@ -111,7 +111,7 @@ def arch_plugins(pm: pluggy.PluginManager, spec: Any, policy: Any = None) -> dic
         from permalloc.plugin.policy import DEFAULT_POLICY as policy
     arches: dict[str, tuple[Any, ArchInfo]] = {}
     for impl in pm.hook.permalloc_arch_describe.get_hookimpls():
-        info = impl.function(*[{"spec": spec, "policy": policy}[arg] for arg in impl.argnames])
+        info = _call_impl(impl, "permalloc_arch_describe", {"spec": spec, "policy": policy})
         if not isinstance(info, ArchInfo):
             raise PluginError(
                 f"plugin {impl.plugin_name!r}: permalloc_arch_describe returned "
@@ -141,7 +141,7 @@ def machine_manager(spec: Any, policy: Any, extra: Iterable[Any] = ()) -> tuple[
         raise SpecError(f"cpu_features: arch {arch.name} does not act on {', '.join(sorted(unknown))} "
                         f"(it knows: {known})")
     for impl in pm.hook.permalloc_applies.get_hookimpls():
-        applies = impl.function(*[{"arch": arch, "policy": policy}[arg] for arg in impl.argnames])
+        applies = _call_impl(impl, "permalloc_applies", {"arch": arch, "policy": policy})
         if not isinstance(applies, bool):
             raise PluginError(f"plugin {impl.plugin_name!r}: permalloc_applies returned {type(applies).__name__}, "
                               "expected bool")
@@ -149,6 +149,17 @@ def machine_manager(spec: Any, policy: Any, extra: Iterable[Any] = ()) -> tuple[
             pm.unregister(impl.plugin)
     _guard(pm)
     return pm, arch
+
+
+def _call_impl(impl: Any, hook: str, kwargs: dict[str, Any]) -> Any:
+    """One implementation, called with the arguments it names (the hooks that the framework
+    calls per implementation); an exception names the plugin, as guarded hooks do."""
+    try:
+        return impl.function(*[kwargs[arg] for arg in impl.argnames])
+    except PermallocError:
+        raise
+    except Exception as exc:
+        raise PluginError(f"plugin {impl.plugin_name!r} raised in {hook}: {type(exc).__name__}: {exc}") from exc
 
 
 def _plugin_name(plugin: Any) -> str:

@@ -1,4 +1,4 @@
-"""Rendering results: the JSON shape of DESIGN.md, CSV, and rich tables."""
+"""Rendering results: the JSON document of docs/architecture.md "Output", CSV, and rich tables."""
 
 from __future__ import annotations
 
@@ -57,7 +57,7 @@ class ResultDocument(BaseModel):
 
 
 class ReportDocument(BaseModel):
-    """The JSON document of ``permalloc run/compare --format json`` (DESIGN.md, "Output")."""
+    """The JSON document of ``permalloc run/compare --format json`` (docs/architecture.md, "Output")."""
 
     model_config = ConfigDict(extra="forbid")
     scenario: str
@@ -70,7 +70,7 @@ TABLE_PER_OP = ("shootdowns", "local_flushes", "sync_ipis", "directmap_splits_2m
 
 
 def report_json(scenario: str, spec: MachineSpec, results: Sequence[PolicyResult], timeline: bool = False) -> dict[str, Any]:
-    """The document of DESIGN.md "Output": scenario, machine, results."""
+    """The document of docs/architecture.md "Output": scenario, machine, results."""
     out = []
     for result in results:
         entry = result.model_dump(exclude={"timeline"} if not timeline else set())

@@ -24,7 +24,7 @@ def policies(pm: pluggy.PluginManager) -> dict[str, PolicySpec]:
     return found
 
 
-# docs/architecture.md, "Scenarios": the default scenario is boot + bpf-churn + tracing, run one
+# docs/architecture.md, "Scenarios and ops": the default scenario is boot + bpf-churn + tracing, run one
 # after the other (on an arch, the parts whose ops its plugins provide: default_for).
 DEFAULT_SCENARIO = ("boot", "bpf-churn", "tracing")
 

@@ -1,11 +1,18 @@
 from __future__ import annotations
 
+import inspect
 import json
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from permalloc import __version__
 from permalloc.cli import main
+from permalloc.plugin import hookspecs
+from permalloc.plugin.pluginmanager import registry_manager
 
 SCENARIO = {"name": "cli", "ops": [
     {"op": "alloc", "id": "a", "size": 16384, "perm": "RX"},
@@ -148,3 +155,110 @@ def test_policies_say_which_workload_they_run_on(capsys):
     for name in ("legacy", "rfc", "rfc-full", "linux-6.1"):
         assert by_name[name]["workload"] == "debian-6.1.0-57-amd64"
         assert "debian-6.1.0-57-amd64" in by_name[name]["description"]
+
+
+# -- permalloc hooks ---------------------------------------------------------------------------
+HOOKSPECS = Path(hookspecs.__file__)
+SECTION_FAMILIES = {"Arch hooks": "arch", "Consumer hooks": "consumer", "Observer hooks": "observer",
+                    "Registry and report hooks": "registry"}
+
+
+def _specs_in_file() -> dict[str, str]:
+    """Hook name -> the section comment it is under, read from hookspecs.py itself."""
+    found: dict[str, str] = {}
+    section = ""
+    lines = HOOKSPECS.read_text().splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith("# ---") and i + 2 < len(lines) and lines[i + 2].startswith("# ---"):
+            section = lines[i + 1].removeprefix("# ").split(" (")[0]
+        if line.startswith("def permalloc_") and lines[i - 1].startswith("@hookspec"):
+            found[line.removeprefix("def ").split("(")[0]] = section
+    return found
+
+
+def _hook_blocks(out: str) -> dict[str, str]:
+    blocks = {}
+    for block in out.split("\n\npermalloc_"):
+        block = block if block.startswith("permalloc_") else "permalloc_" + block
+        blocks[block.split("(")[0]] = block
+    return blocks
+
+
+def test_hooks_verbose_shows_signature_options_and_the_whole_doc(capsys):
+    assert main(["hooks", "-v"]) == 0
+    blocks = _hook_blocks(capsys.readouterr().out)
+    assert set(blocks) == set(_specs_in_file())
+    describe = blocks["permalloc_arch_describe"]
+    lines = describe.splitlines()
+    assert lines[0] == "permalloc_arch_describe(spec: MachineSpec, policy: PolicySpec) -> ArchInfo | None"
+    assert "family: arch" in lines[1] and "firstresult: yes" in lines[1] and "historic: no" in lines[1]
+    assert "generic (trylast)" in lines[2] and "x86" in lines[2]
+    assert ":param spec: the machine spec" in describe and ":param policy: the policy of the run" in describe
+    assert "must return an ArchInfo" in describe  # advice: every implementation is called, no firstresult
+    alloc = blocks["permalloc_alloc"]
+    assert alloc.startswith("permalloc_alloc(machine: Machine, size: int, perm: Perm, vrange: VRange) -> "
+                            "PermAllocation | None")
+    assert "The generic arch implements it trylast" in " ".join(alloc.split())
+    assert "firstresult: no" in blocks["permalloc_module_finalize"].splitlines()[1]
+    teardown = " ".join(blocks["permalloc_machine_teardown"].split())
+    assert "invariants implements it trylast" in teardown and "family: observer" in teardown
+
+
+def test_hooks_json_has_every_hook_of_hookspecs(capsys):
+    assert main(["hooks", "--format", "json"]) == 0
+    hooks = json.loads(capsys.readouterr().out)
+    by_name = {hook["name"]: hook for hook in hooks}
+    in_file = _specs_in_file()
+    assert list(by_name) == list(in_file)  # every hook, in the file's order
+    pm = registry_manager()
+    for name, hook in by_name.items():
+        assert {"name", "family", "signature", "firstresult", "historic", "doc", "advice"} <= set(hook)
+        assert hook["doc"].strip() and hook["advice"].strip(), name
+        assert hook["family"] == SECTION_FAMILIES[in_file[name]], name
+        opts = getattr(pm.hook, name).spec.opts
+        assert (hook["firstresult"], hook["historic"]) == (bool(opts["firstresult"]), bool(opts["historic"])), name
+        assert hook["signature"].startswith(f"{name}(")
+    describe = by_name["permalloc_arch_describe"]
+    assert describe["firstresult"] is True and "spec: MachineSpec, policy: PolicySpec" in describe["signature"]
+    assert by_name["permalloc_event"]["firstresult"] is False
+    assert {"plugin": "generic", "tryfirst": False, "trylast": True, "wrapper": False} in \
+        by_name["permalloc_finish"]["implementations"]
+    assert "generic arch implements it" not in by_name["permalloc_kernel_image"]["advice"]  # the module loader does
+
+
+def test_hooks_summary_is_one_line_per_hook(capsys):
+    assert main(["hooks"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in lines] == list(_specs_in_file())
+    assert lines[0].startswith("permalloc_arch_describe: Describe the arch")
+
+
+def test_hook_families_follow_the_section_comments():
+    in_file = _specs_in_file()
+    assert set(hookspecs.FAMILIES) == set(in_file)
+    for name, section in in_file.items():
+        assert hookspecs.FAMILIES[name] == SECTION_FAMILIES[section], name
+    assert set(hookspecs.FAMILY_ADVICE) == set(SECTION_FAMILIES.values())
+    assert set(hookspecs.CALLED_PER_IMPLEMENTATION) <= set(in_file)
+    assert set(hookspecs.RETURN_TYPES) <= set(in_file)
+
+
+@pytest.mark.parametrize("name", list(_specs_in_file()))
+def test_every_hook_says_its_args_when_it_is_called_and_what_it_returns(name):
+    # pytest's hookspec.py style: each argument, when the hook is called, what a return means
+    function = getattr(hookspecs, name)
+    doc = inspect.getdoc(function) or ""
+    for param in inspect.signature(function).parameters:
+        assert f":param {param}:" in doc, f"{name}: no ':param {param}:'"
+    assert re.search(r"\bCalled\b", doc), f"{name}: does not say when it is called"
+    assert re.search(r"\bReturn\b", doc), f"{name}: does not say what a return means"
+
+
+def test_a_closed_pipe_is_not_an_error():
+    # `permalloc hooks -v | head -1`: the reader goes away; no error, no traceback
+    proc = subprocess.Popen([sys.executable, "-m", "permalloc.cli", "hooks", "-v"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stdout.readline().startswith(b"permalloc_arch_describe(")
+    proc.stdout.close()
+    assert proc.wait(timeout=60) == 0
+    assert proc.stderr is not None and proc.stderr.read() == b""

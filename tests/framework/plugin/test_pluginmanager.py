@@ -41,6 +41,32 @@ def test_raising_plugin_names_plugin_and_hook():
         m.perm.alloc(4096, "RX")
 
 
+class RaisingDescribe:
+    name = "raising-describe"
+
+    @hookimpl
+    def permalloc_arch_describe(self, spec):
+        raise KeyError("ranges")
+
+
+class RaisingApplies:
+    name = "raising-applies"
+
+    @hookimpl
+    def permalloc_applies(self, arch):
+        raise AttributeError("no such feature")
+
+
+@pytest.mark.parametrize(("plugin", "hook", "error"), [
+    (RaisingDescribe(), "permalloc_arch_describe", "KeyError: 'ranges'"),
+    (RaisingApplies(), "permalloc_applies", "AttributeError: no such feature"),
+])
+def test_hooks_called_per_implementation_name_a_raising_plugin_too(plugin, hook, error):
+    # the framework calls these implementations itself, before the per-machine guard
+    with pytest.raises(PluginError, match=rf"plugin '{plugin.name}' raised in {hook}: {error}"):
+        Machine(MachineSpec(memory="1G"), plugins=[plugin])
+
+
 def test_wrong_return_type_names_the_plugin():
     m = Machine(MachineSpec(memory="1G"), plugins=[WrongType()])
     with pytest.raises(PluginError, match=r"plugin 'wrongtype': permalloc_alloc returned str, expected PermAllocation"):
