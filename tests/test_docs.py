@@ -55,7 +55,7 @@ def test_guide_snippets_run_and_their_contract_suites_pass(guide, monkeypatch, t
     module = _run_page(page, monkeypatch)
     suites = _suites(module)
     if guide == "writing-an-arch-plugin":
-        assert suites == ["TestRoxContract", "TestBroadcastContract"]  # for its own example arches
+        assert suites == ["TestRoxContract", "TestBroadcastContract", "TestArm64Contract"]  # for its own example arches
     if not suites:
         return
     # pytest collects the suites from the page's code as a test file, like a reader's tests/

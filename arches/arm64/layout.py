@@ -13,7 +13,7 @@ the spec's seed:
   BIT(VA_BITS_MIN - 3) + (seed & GENMASK(VA_BITS_MIN - 3, 0)) in 6.1 and range / 2 +
   range * seed / 2^64 with range = (VMALLOC_END - KIMAGE_VADDR) / 2 in 6.12, 2 MiB aligned
   (MIN_KIMG_ALIGN); its size is the Image's image_size (:mod:`.image`);
-* the modules: 6.1 (kernel/kaslr.c: kaslr_module_init) a 128 MiB window at module_alloc_base =
+* the modules: 6.1 (kernel/kaslr.c: kaslr_init) a 128 MiB window at module_alloc_base =
   max(_end - 2 GiB, MODULES_VADDR) + (2 GiB - kernel size) * rand21 / 2^21, page aligned,
   where module_alloc allocates first (its 2 GiB PLT fallback, used only when the window is
   full, is not modelled; the window is clipped at _text where it would overlap the kernel);
