@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -13,6 +14,7 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from permalloc import __version__
+from permalloc.atomicfile import atomic_write, check_writable, write_text
 from permalloc.errors import PermallocError
 from permalloc.model.spec import MachineSpec
 from permalloc.plugin.pluginmanager import arch_plugins, discover, machine_manager, registry_manager
@@ -65,10 +67,23 @@ def machine_spec(args: argparse.Namespace, arch: str) -> MachineSpec:
 
 def _write_output(text: str, path: str | None) -> None:
     if path and path != "-":
-        with open(path, "w") as fh:
-            fh.write(text)
+        write_text(path, text)
     else:
         sys.stdout.write(text)
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Refuse outputs that cannot be written before the simulation runs."""
+    for name in ("output", "trace"):
+        path = getattr(args, name, None)
+        if path and path != "-":
+            check_writable(path)
+    if getattr(args, "plot", None):
+        from permalloc.report.plots import check_plot_path
+
+        check_plot_path(args.plot)
+    if getattr(args, "html", None):
+        check_writable(args.html, directory=True)
 
 
 # -- commands ------------------------------------------------------------------------------
@@ -204,13 +219,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     spec = machine_spec(args, args.arch or policy.arch or "generic")
     scenario = _scenario(pm, args.scenario, spec, policy, Console(stderr=True))
     workload = resolve_workload(pm, args.workload) if args.workload else None
-    trace_fh = open(args.trace, "w") if args.trace else None
-    try:
+    _check_outputs(args)
+    with contextlib.ExitStack() as stack:
+        trace_fh = stack.enter_context(atomic_write(args.trace)) if args.trace else None
         tracer = (lambda e: trace_fh.write(json.dumps(e.to_json()) + "\n")) if trace_fh else None
         result = run(scenario, spec, policy, strict=args.strict, trace=tracer, workload=workload)
-    finally:
-        if trace_fh:
-            trace_fh.close()
     if args.format == "json":
         _write_output(json.dumps(report_json(scenario.name, spec, [result]), indent=2) + "\n", args.output)
     else:
@@ -238,6 +251,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     err = Console(stderr=True)
     scenario = _scenario(pm, args.scenario, spec, chosen[0] if chosen else None, err)
     workload = resolve_workload(pm, args.workload) if args.workload else None
+    _check_outputs(args)
     for policy in chosen:
         if policy.arch and policy.arch != arch and args.arch:
             raise PermallocError(f"policy {policy.name!r} is for arch {policy.arch!r}, not {arch!r}")
@@ -276,6 +290,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise PermallocError(f"--memory: {exc}") from None
     workload = resolve_workload(pm, args.workload) if args.workload else None
+    _check_outputs(args)
     report = validate.validate(args.files, pm, policies(pm), arch=args.arch, policy=policy, memory=memory,
                                seed=args.seed, workload=workload)
     if args.format == "json":

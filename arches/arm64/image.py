@@ -16,6 +16,8 @@ import struct
 import sys
 from pathlib import Path
 
+from permalloc.atomicfile import write_text
+
 __all__ = ["image_size", "read_header"]
 
 ARM64_IMAGE_MAGIC = b"ARM\x64"  # asm/image.h: ARM64_IMAGE_MAGIC "ARM\x64", at offset 56
@@ -48,7 +50,7 @@ def main(argv: list[str]) -> int:  # pragma: no cover - regeneration helper
     for arg in argv:
         version, _, path = arg.partition("=")
         out[version] = {"vmlinuz": Path(path).name, **read_header(path)}
-    DATA.write_text(json.dumps(out, indent=1, sort_keys=True) + "\n")
+    write_text(DATA, json.dumps(out, indent=1, sort_keys=True) + "\n")
     return 0
 
 

@@ -7,6 +7,8 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+from permalloc.atomicfile import check_writable, write_text
+from permalloc.errors import OutputError
 from permalloc.model.metrics import DESCRIPTIONS, METRICS
 from permalloc.model.spec import MachineSpec
 from permalloc.plugin.policy import PolicySpec
@@ -37,7 +39,11 @@ def write_html(
     policies: Sequence[PolicySpec],
 ) -> Path:
     out = Path(directory)
-    out.mkdir(parents=True, exist_ok=True)
+    check_writable(out, directory=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{out}: cannot create the report folder: {exc.strerror or exc}") from None
     save_plots(results, scenario, out / "bars.png")
     head = "".join(f"<th>{html.escape(r.policy)}</th>" for r in results)
     rows = []
@@ -77,5 +83,5 @@ def write_html(
 </body></html>
 """
     index = out / "index.html"
-    index.write_text(page)
+    write_text(index, page)
     return index

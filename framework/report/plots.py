@@ -10,6 +10,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from permalloc.atomicfile import atomic_write, check_writable  # noqa: E402
 from permalloc.errors import SpecError  # noqa: E402
 from permalloc.run.simulation import PolicyResult  # noqa: E402
 
@@ -66,13 +67,23 @@ def timeline(results: Sequence[PolicyResult], scenario: str):
     return fig
 
 
-def save_plots(results: Sequence[PolicyResult], scenario: str, path: str | Path) -> list[Path]:
-    """Write the bars to ``path`` and the timeline next to it (``NAME-timeline.EXT``)."""
+def check_plot_path(path: str | Path) -> Path:
+    """The plot target, refused (before any work) unless matplotlib writes it and it can be written."""
     path = Path(path)
     if path.suffix not in (".png", ".svg", ".pdf"):
         raise SpecError(f"--plot {path}: plots are written as .png, .svg or .pdf")
+    check_writable(path)
+    return path
+
+
+def save_plots(results: Sequence[PolicyResult], scenario: str, path: str | Path) -> list[Path]:
+    """Write the bars to ``path`` and the timeline next to it (``NAME-timeline.EXT``)."""
+    path = check_plot_path(path)
     timeline_path = path.with_name(f"{path.stem}-timeline{path.suffix}")
     for fig, target in ((bars(results, scenario), path), (timeline(results, scenario), timeline_path)):
-        fig.savefig(target, dpi=110)
-        plt.close(fig)
+        try:
+            with atomic_write(target, "wb") as fh:
+                fig.savefig(fh, dpi=110, format=target.suffix[1:])
+        finally:
+            plt.close(fig)
     return [path, timeline_path]

@@ -7,6 +7,10 @@ import os
 import time
 from typing import Any
 
+from permalloc.atomicfile import check_writable
+
+from .ingest import DEFAULT_MAX_MODULE_MIB
+
 __all__ = ["add_ingest_command", "run_ingest"]
 
 
@@ -49,6 +53,14 @@ def add_ingest_command(subparsers: Any) -> None:
         default=os.cpu_count() or 1,
         help="worker processes (default: %(default)s)",
     )
+    p.add_argument(
+        "--max-module-size",
+        metavar="MIB",
+        type=int,
+        default=DEFAULT_MAX_MODULE_MIB,
+        help="refuse a module that is (or inflates to) more than this many MiB, and a section layout "
+        "bigger than that (default: %(default)s; the largest real module, amdgpu.ko of 6.1, is 19.5 MB)",
+    )
     p.add_argument("--package", metavar="NAME", help="package name to record (default: detected)")
     p.add_argument("--version", metavar="VER", help="package version to record (default: detected)")
     p.add_argument("--kernel-release", metavar="REL", help="kernel release (default: detected)")
@@ -89,6 +101,10 @@ def run_ingest(args: argparse.Namespace) -> int:
         if given and not os.path.isfile(given):
             console.print(f"{given}: no such file", markup=False)
             return 2
+    if args.max_module_size < 1:
+        console.print("permalloc ingest: --max-module-size must be at least 1 MiB", markup=False)
+        return 2
+    check_writable(args.output)  # before the work, not after it
 
     start = time.perf_counter()
     progress = Progress(
@@ -117,6 +133,8 @@ def run_ingest(args: argparse.Namespace) -> int:
                 on_result=lambda k: progress.advance(task, k),
                 on_error=report,
                 only=[n for n in args.only.split(",") if n] if args.only else None,
+                max_module_size=args.max_module_size << 20,
+                on_warning=lambda w: console.print(f"warning: {w}", markup=False, highlight=False),
             )
         except (OSError, ValueError) as exc:
             console.print(f"permalloc ingest: {exc}", markup=False)

@@ -29,18 +29,20 @@ import gzip
 import lzma
 import os
 import re
+import stat
 import sys
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 from elftools.common.exceptions import ELFError
 from elftools.elf.structs import ELFStructs
 
+from permalloc.errors import IngestError
 from permalloc.model.elfmachine import ElfMachine, ElfSections
 from permalloc.run.workloads import FORMAT, FORMAT_VERSION
 
@@ -109,23 +111,11 @@ _T_UNDEF0 = 16  # + index among the module's undefined symbols
 _CLASS_IX = {c: i for i, c in enumerate(MEM_CLASSES)}
 
 MODULE_SUFFIXES = (".ko", ".ko.xz", ".ko.zst", ".ko.gz")
+DEFAULT_MAX_MODULE_MIB = 256  # well above the largest real module (amdgpu.ko of 6.1, 19.5 MB)
+DEFAULT_MAX_MODULE_SIZE = DEFAULT_MAX_MODULE_MIB << 20
+_CHUNK = 1 << 20
 
 # ----------------------------------------------------------------------------- errors
-
-
-class IngestError(Exception):
-    """A file that could not be ingested.  ``str()`` is one line: ``FILE: reason``."""
-
-    def __init__(self, path: str | os.PathLike[str], reason: str) -> None:
-        self.path = str(path)
-        self.reason = " ".join(str(reason).split())  # one line, whatever the cause said
-        super().__init__(self.path, self.reason)
-
-    def __str__(self) -> str:
-        return f"{self.path}: {self.reason}"
-
-    def __reduce__(self):  # picklable across the process pool
-        return (IngestError, (self.path, self.reason))
 
 
 class _Malformed(Exception):
@@ -225,26 +215,64 @@ def _stored_size(path: str) -> int:
         raise _Malformed(f"cannot read: {exc.strerror or exc}") from None
 
 
-def _read_file(path: str) -> bytes:
+def file_kind(path: str) -> str | None:
+    """None for a regular file, else what it is ("a FIFO", "a device", ...): ingest opens
+    regular files only (a FIFO would block, a device never ends)."""
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        mode = os.stat(path).st_mode
     except OSError as exc:
         raise _Malformed(f"cannot read: {exc.strerror or exc}") from None
-    try:
-        if path.endswith(".xz"):
-            return lzma.decompress(data)
-        if path.endswith(".zst"):
-            import zstandard
+    if stat.S_ISREG(mode):
+        return None
+    for test, what in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a directory")):
+        if test(mode):
+            return what
+    return "not a regular file"
 
-            return zstandard.ZstdDecompressor().decompressobj().decompress(data)
-        if path.endswith(".gz"):
-            return gzip.decompress(data)
-    except (lzma.LZMAError, EOFError, OSError, ValueError) as exc:
+
+def _decompressed(path: str, raw: IO[bytes]) -> IO[bytes]:
+    """A reader of the whole content: every xz stream, gzip member and zstd frame in turn
+    (the kernel's module decompressors accept what the tools write; kmod writes one)."""
+    if path.endswith(".xz"):
+        return lzma.LZMAFile(raw)
+    if path.endswith(".gz"):
+        return gzip.GzipFile(fileobj=raw)
+    if path.endswith(".zst"):
+        import zstandard
+
+        return zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
+    return raw
+
+
+def read_bounded(path: str, max_size: int = DEFAULT_MAX_MODULE_SIZE) -> bytes:
+    """The module's bytes, decompressed, refusing more than ``max_size`` of them: a bomb is
+    stopped after ``max_size`` bytes (read in chunks), not after it filled the memory."""
+    kind = file_kind(path)
+    if kind is not None:
+        raise _Malformed(f"{kind}, not a module file (only regular files are read)")
+    too_big = f"more than {max_size >> 20} MiB (--max-module-size)"
+    try:
+        with open(path, "rb") as raw:
+            if os.fstat(raw.fileno()).st_size > max_size:
+                raise _Malformed(f"{too_big} on disk")
+            reader = _decompressed(path, raw)
+            out = bytearray()
+            while chunk := reader.read(min(_CHUNK, max_size + 1 - len(out))):
+                out += chunk
+                if len(out) > max_size:
+                    raise _Malformed(f"inflates to {too_big}")
+            return bytes(out)
+    except _Malformed:
+        raise
+    except OSError as exc:
+        if exc.errno is not None:
+            raise _Malformed(f"cannot read: {exc.strerror or exc}") from None
+        raise _Malformed(f"corrupt compressed file: {exc}") from None
+    except (lzma.LZMAError, EOFError, ValueError) as exc:
         raise _Malformed(f"corrupt compressed file: {exc}") from None
     except Exception as exc:  # zstandard.ZstdError and friends
         raise _Malformed(f"corrupt compressed file: {exc}") from None
-    return data
 
 
 _STRUCTS: ELFStructs | None = None
@@ -343,16 +371,17 @@ def _rela(data: bytes, i: int, name: str, offset: int, size: int) -> np.ndarray:
 
 
 def ingest_file(path: str | os.PathLike[str], kernel_release: str | None = None,
-                machines: Machines | None = None) -> ModuleRecord:
+                machines: Machines | None = None, max_size: int = DEFAULT_MAX_MODULE_SIZE) -> ModuleRecord:
     """Parse one module file by the rules of ``kernel_release`` (default: its vermagic's),
-    for the ELF ``machines`` (default: those of the installed arch plugins).
+    for the ELF ``machines`` (default: those of the installed arch plugins), refusing a file
+    or a section layout bigger than ``max_size`` bytes.
 
     Raises :class:`IngestError` naming the file on bad input."""
     spath = os.fspath(path)
     if machines is None:
         machines = elf_machines()
     try:
-        return _ingest(spath, _read_file(spath), kernel_release, machines, _stored_size(spath))
+        return _ingest(spath, read_bounded(spath, max_size), kernel_release, machines, _stored_size(spath), max_size)
     except IngestError:
         raise
     except (_Malformed, ELFError) as exc:
@@ -365,7 +394,7 @@ def _rules(vermagic: str | None, kernel_release: str | None) -> KernelRules:
     """The rules of the kernel this module is for. kernel/module/main.c:check_modinfo refuses
     a module whose vermagic is not the kernel's (same_magic), so a module of another release
     is an error, not a module of this workload."""
-    release = vermagic.split()[0] if vermagic else None
+    release = vermagic.split()[0] if vermagic and vermagic.split() else None
     if kernel_release is not None and release is not None and release != kernel_release:
         raise _Malformed(f"vermagic {vermagic!r} is not kernel release {kernel_release} (check_modinfo refuses it)")
     release = kernel_release or release
@@ -379,7 +408,7 @@ def _rules(vermagic: str | None, kernel_release: str | None) -> KernelRules:
 
 
 def _ingest(path: str, data: bytes, kernel_release: str | None, machines: Machines,
-            stored_size: int | None = None) -> ModuleRecord:
+            stored_size: int | None = None, max_size: int = DEFAULT_MAX_MODULE_SIZE) -> ModuleRecord:
     hdr = _elf_header(data, machines)
     arch: ElfMachine = machines[hdr["e_machine"]]
     size = len(data)
@@ -515,6 +544,16 @@ def _ingest(path: str, data: bytes, kernel_release: str | None, machines: Machin
         for i in range(shnum)
         if sec_class[i] >= 0
     ]
+    # sh_addralign is 0 or a power of two (the ELF spec; the loader's ALIGN() relies on it),
+    # and no layout may exceed what one module can be (NOBITS sizes are not backed by the file).
+    laid = 0
+    for sname, ssize, salign, _, _ in sections:
+        if salign & (salign - 1):
+            raise _Malformed(f"section {sname}: sh_addralign {salign:#x} is not a power of two")
+        laid = -(-laid // max(salign, 1)) * max(salign, 1) + ssize
+        if laid > max_size:
+            raise _Malformed(f"section {sname} (size {ssize:#x}, alignment {salign:#x}) makes the module's layout "
+                             f"more than {max_size >> 20} MiB (--max-module-size)")
 
     # ------------------------------------------------------------------ tables
     # kernel/module/main.c:find_module_sections / the arch's module_finalize locate these by
@@ -659,12 +698,12 @@ def _ingest(path: str, data: bytes, kernel_release: str | None, machines: Machin
     )
 
 
-def _ingest_batch(paths: Sequence[str], kernel_release: str | None,
-                  machines: Machines) -> list[ModuleRecord | IngestError]:
+def _ingest_batch(paths: Sequence[str], kernel_release: str | None, machines: Machines,
+                  max_size: int = DEFAULT_MAX_MODULE_SIZE) -> list[ModuleRecord | IngestError]:
     out: list[ModuleRecord | IngestError] = []
     for p in paths:
         try:
-            out.append(ingest_file(p, kernel_release, machines))
+            out.append(ingest_file(p, kernel_release, machines, max_size))
         except IngestError as exc:
             out.append(exc)
     return out
@@ -680,9 +719,12 @@ def _read_vmlinux(path: str, machines: Machines) -> VmlinuxInfo | IngestError:
 # ----------------------------------------------------------------------------- many files
 
 
-def find_module_files(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[str], list[IngestError]]:
+def find_module_files(paths: Iterable[str | os.PathLike[str]],
+                      skipped: list[IngestError] | None = None) -> tuple[list[str], list[IngestError]]:
     """Expand directories to the module files under them (sorted); files given explicitly
-    are taken whatever their name.  Missing paths come back as errors."""
+    are taken whatever their name.  Missing paths come back as errors; a FIFO, device or
+    socket named like a module inside a directory is left out and noted in ``skipped``
+    (given explicitly, it is read, and refused as not a regular file)."""
     files: list[str] = []
     errors: list[IngestError] = []
     for p in paths:
@@ -691,9 +733,21 @@ def find_module_files(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[str
             found = []
             for root, dirs, names in os.walk(sp):
                 dirs.sort()
-                found += [os.path.join(root, n) for n in names if n.endswith(MODULE_SUFFIXES)]
+                for n in names:
+                    if not n.endswith(MODULE_SUFFIXES):
+                        continue
+                    full = os.path.join(root, n)
+                    try:
+                        kind = file_kind(full)
+                    except _Malformed as exc:
+                        errors.append(IngestError(full, str(exc)))
+                        continue
+                    if kind is None:
+                        found.append(full)
+                    elif skipped is not None:
+                        skipped.append(IngestError(full, f"{kind}, not a module file: skipped"))
             files += sorted(found)
-        elif os.path.exists(sp):
+        elif os.path.lexists(sp):
             files.append(sp)
         else:
             errors.append(IngestError(sp, "no such file or directory"))
@@ -766,7 +820,7 @@ def _release_from_paths(files: Sequence[str]) -> str | None:
 
 def _release_from_records(records: Sequence[ModuleRecord]) -> str:
     for r in records:
-        if r.vermagic:
+        if r.vermagic and r.vermagic.split():
             return r.vermagic.split()[0]
     return "unknown"
 
@@ -801,6 +855,7 @@ class IngestResult:
     errors: list[IngestError]
     unresolved: int  #: undefined symbols found neither in Module.symvers nor in exports
     vmlinuz: str | None = None  #: the kernel image read (None: none given or found)
+    skipped: list[IngestError] = field(default_factory=list)  #: left out of a directory (not regular files)
 
     def write(self, path: str | os.PathLike[str]) -> None:
         write_document(self.document, path)
@@ -838,12 +893,13 @@ def _run(
     kernel_release: str | None,
     vmlinuz: str | None,
     machines: Machines,
+    max_size: int,
 ) -> tuple[list[ModuleRecord | IngestError], VmlinuxInfo | IngestError | None]:
     if jobs <= 1 or len(files) <= 1:
         vml = _read_vmlinux(vmlinuz, machines) if vmlinuz else None
         out = []
         for f in files:
-            out += _ingest_batch([f], kernel_release, machines)
+            out += _ingest_batch([f], kernel_release, machines, max_size)
             if on_result:
                 on_result(1)
         return out, vml
@@ -851,7 +907,8 @@ def _run(
     with ProcessPoolExecutor(max_workers=jobs) as pool:
         # the kernel image first: it is the biggest single piece of work
         image = pool.submit(_read_vmlinux, vmlinuz, machines) if vmlinuz else None
-        pending = {pool.submit(_ingest_batch, b, kernel_release, machines): b for b in _batches(files, jobs)}
+        pending = {pool.submit(_ingest_batch, b, kernel_release, machines, max_size): b
+                   for b in _batches(files, jobs)}
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for fut in done:
@@ -909,6 +966,8 @@ def ingest_paths(
     on_error: Callable[[IngestError], None] | None = None,
     only: Iterable[str] | None = None,
     machines: Machines | None = None,
+    max_module_size: int = DEFAULT_MAX_MODULE_SIZE,
+    on_warning: Callable[[IngestError], None] | None = None,
 ) -> IngestResult:
     """Ingest module files and directories, and the kernel image, into a workload.
 
@@ -919,8 +978,14 @@ def ingest_paths(
     without one (or with ``no_vmlinuz``) the workload has no vmlinux facts. ``machines``
     defaults to the ELF machines of the installed arch plugins. ``on_total(n)`` is called once with the
     number of module files, ``on_result(k)`` after each k files, ``on_error(err)`` for each
-    file that failed (as soon as it is known)."""
-    files, errors = find_module_files(paths)
+    file that failed (as soon as it is known), ``on_warning(err)`` for each file left out of
+    a directory (not a regular file). ``max_module_size`` bounds what one module may be or
+    inflate to (:func:`read_bounded`)."""
+    skipped: list[IngestError] = []
+    files, errors = find_module_files(paths, skipped)
+    if on_warning:
+        for w in skipped:
+            on_warning(w)
     if on_error:
         for e in errors:
             on_error(e)
@@ -934,7 +999,7 @@ def ingest_paths(
     if machines is None:
         machines = elf_machines()
 
-    raw, vml = _run(files, jobs, on_result, release, image, machines)
+    raw, vml = _run(files, jobs, on_result, release, image, machines, max_module_size)
     records: list[ModuleRecord] = []
     seen: dict[str, str] = {}
     machine = vml.machine if isinstance(vml, VmlinuxInfo) else None
@@ -1054,7 +1119,7 @@ def ingest_paths(
         "modules": rows,
     }
     return IngestResult(workload=workload_from_document(doc), document=doc, errors=errors, unresolved=unresolved,
-                        vmlinuz=image if vml is not None else None)
+                        vmlinuz=image if vml is not None else None, skipped=skipped)
 
 
 def main(argv: Sequence[str] | None = None) -> int:  # pragma: no cover - convenience

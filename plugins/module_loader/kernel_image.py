@@ -21,6 +21,7 @@ import bz2
 import io
 import lzma
 import os
+import stat
 import zlib
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -28,6 +29,8 @@ from typing import Any
 import numpy as np
 from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
+
+from permalloc.errors import IngestError
 
 from .elfmachines import Machines, elf_machines
 from .rules import rules_for, table_entry_sizes
@@ -41,43 +44,41 @@ SHF_WRITE, SHF_ALLOC, SHF_EXECINSTR = 0x1, 0x2, 0x4
 _MASK64 = (1 << 64) - 1
 
 
-class VmlinuxError(Exception):
+class VmlinuxError(IngestError):
     """A kernel image that cannot be read. ``str()`` is one line: ``FILE: reason``."""
-
-    def __init__(self, path: str | os.PathLike[str], reason: str) -> None:
-        self.path = str(path)
-        self.reason = " ".join(str(reason).split())
-        super().__init__(self.path, self.reason)
-
-    def __str__(self) -> str:
-        return f"{self.path}: {self.reason}"
-
-    def __reduce__(self):  # picklable across the ingest process pool
-        return (VmlinuxError, (self.path, self.reason))
 
 
 # --------------------------------------------------------------------------- extraction
 
+# A vmlinux is tens of MB (Debian 6.12 amd64: 66 MB); what inflates past this is not one.
+MAX_VMLINUX_SIZE = 1 << 30
+
+
 def _gunzip(data: memoryview) -> bytes:
-    return zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(data)
+    return zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(data, MAX_VMLINUX_SIZE)
 
 
 def _unxz(data: memoryview) -> bytes:
-    return lzma.LZMADecompressor(lzma.FORMAT_XZ).decompress(data)
+    return lzma.LZMADecompressor(lzma.FORMAT_XZ).decompress(data, MAX_VMLINUX_SIZE)
 
 
 def _unlzma(data: memoryview) -> bytes:
-    return lzma.LZMADecompressor(lzma.FORMAT_ALONE).decompress(data)
+    return lzma.LZMADecompressor(lzma.FORMAT_ALONE).decompress(data, MAX_VMLINUX_SIZE)
 
 
 def _bunzip2(data: memoryview) -> bytes:
-    return bz2.BZ2Decompressor().decompress(data)
+    return bz2.BZ2Decompressor().decompress(data, MAX_VMLINUX_SIZE)
 
 
 def _unzstd(data: memoryview) -> bytes:
     import zstandard
 
-    return zstandard.ZstdDecompressor().decompressobj().decompress(data)
+    out = bytearray()  # one frame (what follows it is the image's, not the stream's), bounded
+    for chunk in zstandard.ZstdDecompressor().read_to_iter(data, write_size=1 << 20):
+        out += chunk
+        if len(out) >= MAX_VMLINUX_SIZE:
+            break
+    return bytes(out)
 
 
 #: scripts/extract-vmlinux: try_decompress, in its order. None: python has no decompressor.
@@ -468,6 +469,11 @@ def read_vmlinux(path: str | os.PathLike[str], machines: Machines | None = None)
     """Read a kernel image file (vmlinuz or vmlinux) of one of ``machines``. Raises
     :class:`VmlinuxError` naming it."""
     try:
+        st = os.stat(path)  # before open: opening a FIFO would block
+        if not stat.S_ISREG(st.st_mode):
+            raise VmlinuxError(path, "not a regular file (only regular files are read)")
+        if st.st_size > MAX_VMLINUX_SIZE:
+            raise VmlinuxError(path, f"more than {MAX_VMLINUX_SIZE >> 20} MiB: not a kernel image")
         with open(path, "rb") as fh:
             image = fh.read()
     except OSError as exc:

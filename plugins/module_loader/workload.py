@@ -31,6 +31,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
 
+from permalloc.atomicfile import atomic_write
 from permalloc.run.workloads import FORMAT, FORMAT_VERSION, check_format, header_line, open_workload_text
 
 from .vmlinux import VmlinuxInfo
@@ -421,14 +422,13 @@ def write_document(doc: Mapping[str, Any], path: str | os.PathLike[str]) -> None
     body = {k: v for k, v in doc.items() if k not in HEADER_FIELDS and k not in ("format", "format_version")}
     data = (header + "\n" + json.dumps(body, separators=(",", ":"), ensure_ascii=False) + "\n").encode()
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    if path.name.endswith(".gz"):
-        # mtime=0 and no file name in the header: the same workload gives the same bytes.
-        with open(tmp, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=9, mtime=0) as gz:
-            gz.write(data)
-    else:
-        tmp.write_bytes(data)
-    os.replace(tmp, path)
+    with atomic_write(path, "wb") as raw:
+        if path.name.endswith(".gz"):
+            # mtime=0 and no file name in the header: the same workload gives the same bytes.
+            with gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=9, mtime=0) as gz:
+                gz.write(data)
+        else:
+            raw.write(data)
 
 
 def save_workload(workload: Workload, path: str | os.PathLike[str]) -> None:

@@ -113,14 +113,20 @@ def test_table_has_plugin_report_columns_and_hides_costless_ops(tmp_path, capsys
     ("extra", "message"),
     [
         (["--plot", "{tmp}/cmp.bmp"], "plots are written as .png, .svg or .pdf"),
-        (["--format", "json", "-o", "{tmp}/missing/dir/out.json"], "No such file or directory"),
+        (["--format", "json", "-o", "{tmp}/missing/dir/out.json"], "cannot write: no such directory"),
+        (["--format", "json", "-o", "{tmp}"], "cannot write: is a directory"),
+        (["--html", "{tmp}/old.json/report"], "old.json is not a directory"),
     ],
 )
-def test_bad_outputs_are_one_line_errors(extra, message, scenario_file, tmp_path, capsys):
+def test_bad_outputs_are_one_line_errors(extra, message, scenario_file, tmp_path, capsys, monkeypatch):
+    (tmp_path / "old.json").write_text("{}")
+    ran = []
+    monkeypatch.setattr("permalloc.run.compare.compare", lambda *a, **k: ran.append(1) or [])
     argv = ["compare", "-s", str(scenario_file), "--memory", "1G", "-p", "legacy", "-q"]
     assert main(argv + [a.replace("{tmp}", str(tmp_path)) for a in extra]) == 1
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+    assert ran == []  # refused before the simulation
 
 
 def test_workloads_lists_every_bundled_kernel(capsys):
