@@ -53,6 +53,17 @@ def _machine_args(parser: argparse.ArgumentParser, arch_help: str) -> None:
     group.add_argument("--seed", type=int, default=0, help="seed of every random choice (default: %(default)s)")
 
 
+def _positive(text: str) -> int:
+    """argparse type: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is less than 1")
+    return value
+
+
 def machine_spec(args: argparse.Namespace, arch: str) -> MachineSpec:
     try:
         return MachineSpec(
@@ -370,7 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workload", "-w", metavar="NAME|FILE",
                    help="run every policy on this workload (default: each policy on its own kernel's workload)")
     _machine_args(p, "the policies' arch, else x86")
-    p.add_argument("--jobs", "-j", type=int, default=os.cpu_count() or 1,
+    p.add_argument("--jobs", "-j", type=_positive, default=os.cpu_count() or 1,
                    help="policies run in parallel processes; results do not depend on it (default: %(default)s)")
     p.add_argument("--format", choices=("table", "json", "csv"), default="table")
     p.add_argument("-o", "--output", help="write JSON/CSV here instead of stdout")

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+# The kernels whose code paths the model follows where versions differ (the built-in policies:
+# legacy and the RFC 5.10, linux-6.1, linux-6.12, rox-cache 7.3); another version would silently
+# run as one of them.
+KERNELS = ("5.10", "6.1", "6.12", "7.3")
 
 
 class PolicySpec(BaseModel):
@@ -37,6 +42,13 @@ class PolicySpec(BaseModel):
     rox_cache: bool = Field(False, description="execmem ROX cache: executable memory carved from 2 MiB ROX pages (module text)")
     bpf_allocator: str = Field("per-program", description="per-program | pack | perm-alloc (BPF JIT plugin)")
     options: dict[str, str | int | float | bool] = Field(default_factory=dict)
+
+    @field_validator("kernel")
+    @classmethod
+    def _known_kernel(cls, value: str) -> str:
+        if value not in KERNELS:
+            raise ValueError(f"kernel {value!r} is not one the model follows (known: {', '.join(KERNELS)})")
+        return value
 
 
 DEFAULT_POLICY = PolicySpec(name="default", description="pre-RFC mechanisms with no optimisation")

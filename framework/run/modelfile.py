@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import tomllib
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -27,7 +27,15 @@ def format_validation_error(exc: ValidationError, prefix: str = "", tagged: bool
     text = prefix
     for item in loc:
         text += f"[{item}]" if isinstance(item, int) else f".{item}"
-    return f"{text.lstrip('.') or 'value'}: {err['msg']}"
+    return f"{text.lstrip('.') or 'value'}: {err['msg'].removeprefix('Value error, ')}"
+
+
+def parse_json(text: str) -> Any:
+    """``json.loads``, with nesting deeper than the parser's recursion limit as a ValueError."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
 
 
 def load_model_file(path: str | Path, model: type[M]) -> M:
@@ -37,14 +45,16 @@ def load_model_file(path: str | Path, model: type[M]) -> M:
     """
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_bytes().decode("utf-8")
     except OSError as exc:
-        raise SpecError(f"{path}: cannot read: {exc.strerror}") from None
+        raise SpecError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason})") from None
     kind = "TOML" if path.suffix == ".toml" else "JSON"
     try:
-        data = tomllib.loads(text) if kind == "TOML" else json.loads(text)
-    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise SpecError(f"{path}: not valid {kind}: {exc}") from None
+        data = tomllib.loads(text) if kind == "TOML" else parse_json(text)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError and TOMLDecodeError are ValueErrors
+        raise SpecError(f"{path}: not valid {kind}: {' '.join(str(exc).split()) or 'nested too deeply'}") from None
     if isinstance(data, dict):
         data.setdefault("name", path.stem)
     try:

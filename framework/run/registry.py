@@ -101,6 +101,9 @@ def resolve_scenario(pm: pluggy.PluginManager, name_or_file: str) -> Scenario:
     return known[name_or_file].build()
 
 
+FIXED_FIELDS = ("name", "description")  # they say what the policy is; --set changes are appended to the description
+
+
 def override_policy(policy: PolicySpec, assignments: list[str]) -> PolicySpec:
     """Apply ``KEY=VALUE`` overrides (``--set live_cache=true``), validated like a file."""
     if not assignments:
@@ -111,8 +114,12 @@ def override_policy(policy: PolicySpec, assignments: list[str]) -> PolicySpec:
         key = key.strip()
         if not sep or not key:
             raise SpecError(f"--set {item!r}: expected KEY=VALUE")
+        if key in FIXED_FIELDS:
+            raise SpecError(f"--set {key}: the policy's {key} cannot be overridden (copy the policy into a file "
+                            "to make a new one)")
         if key not in PolicySpec.model_fields:
-            raise SpecError(f"--set {key}: unknown policy field; fields: {', '.join(PolicySpec.model_fields)}")
+            raise SpecError(f"--set {key}: unknown policy field; fields: "
+                            f"{', '.join(k for k in PolicySpec.model_fields if k not in FIXED_FIELDS)}")
         data[key] = value
     suffix = ",".join(assignments)
     data["name"] = policy.name

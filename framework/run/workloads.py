@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from permalloc.errors import SpecError
 from permalloc.plugin.policy import PolicySpec
+from permalloc.run.modelfile import parse_json
 
 __all__ = [
     "FORMAT",
@@ -119,12 +120,12 @@ def read_header(path: str | os.PathLike[str], name: str | None = None, origin: s
         with open_workload_text(path) as fh:
             first = fh.readline()
             try:
-                doc = json.loads(first)
+                doc = parse_json(first)
             except ValueError:
                 doc = None
             if not isinstance(doc, dict) or doc.get("format") != FORMAT:
                 # a plain Workload.model_dump() document (or an older single-document file)
-                doc = json.loads(first + fh.read())
+                doc = parse_json(first + fh.read())
                 if not isinstance(doc, dict):
                     raise ValueError("not a JSON object")
                 if "format" in doc:

@@ -63,7 +63,9 @@ def get_workload(path: str | os.PathLike[str]) -> Workload:
             raise SpecError(f"workload {path}: cannot read: {exc.strerror or exc}") from None
         except ValidationError as exc:
             raise SpecError(f"workload {path}: {format_validation_error(exc)}") from None
-        except (ValueError, KeyError, TypeError, IndexError) as exc:  # bad JSON or a bad compact row
+        except KeyError as exc:  # a compact document without one of its tables
+            raise SpecError(f"workload {path}: not a workload file (no {exc} in its body)") from None
+        except (ValueError, TypeError, IndexError) as exc:  # bad JSON or a bad compact row
             raise SpecError(f"workload {path}: not a workload file ({' '.join(str(exc).split())})") from None
     return _WORKLOADS[key]
 

@@ -32,6 +32,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
 
 from permalloc.atomicfile import atomic_write
+from permalloc.run.modelfile import parse_json
 from permalloc.run.workloads import FORMAT, FORMAT_VERSION, check_format, header_line, open_workload_text
 
 from .vmlinux import VmlinuxInfo
@@ -448,13 +449,13 @@ def load_workload(path: str | os.PathLike[str]) -> Workload:
         text = fh.read()
     first, _, rest = text.partition("\n")
     try:
-        header = json.loads(first)
+        header = parse_json(first)
     except ValueError:
         header = None
     if isinstance(header, dict) and header.get("format") == FORMAT:
         check_format(header, path)
-        return workload_from_document({**header, **json.loads(rest)})
-    doc = json.loads(text)
+        return workload_from_document({**header, **parse_json(rest)})
+    doc = parse_json(text)
     if isinstance(doc, dict) and "format" in doc:
         check_format(doc, path)  # a single-document file of an older format
     return Workload.model_validate(doc)

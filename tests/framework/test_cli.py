@@ -63,7 +63,7 @@ def test_trace_writes_json_lines(scenario_file, tmp_path, capsys):
         (["run", "-s", "missing.json"], "missing.json: cannot read"),
         (["run", "-s", "{f}", "--policy", "fast"], "unknown policy 'fast'"),
         (["run", "-s", "{f}", "--cpus", "0"], "machine spec: cpus: Input should be greater than or equal to 1"),
-        (["run", "-s", "{f}", "--memory", "lots"], "machine spec: memory: Value error, invalid size"),
+        (["run", "-s", "{f}", "--memory", "lots"], "machine spec: memory: invalid size"),
         (["run", "-s", "{f}", "--set", "nope=1"], "--set nope: unknown policy field"),
     ],
 )
@@ -268,3 +268,23 @@ def test_a_closed_pipe_is_not_an_error():
     proc.stdout.close()
     assert proc.wait(timeout=60) == 0
     assert proc.stderr is not None and proc.stderr.read() == b""
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (b"\xff\xfe{", "not UTF-8 text (byte 0: invalid start byte)"),
+    (b"[" * 100_000 + b"]" * 100_000, "not valid JSON: nested too deeply"),
+    (b'{"a":' * 100_000 + b"1" + b"}" * 100_000, "not valid JSON: nested too deeply"),
+    (b"[1, 2]", "value: Input should be a valid dictionary"),
+])
+@pytest.mark.parametrize("flag", ["-s", "-p", "--workload"])
+def test_bad_input_files_are_one_line_errors_naming_them(tmp_path, capsys, content, message, flag):
+    path = tmp_path / "input.json"
+    path.write_bytes(content)
+    argv = ["run", "--memory", "1G", flag, str(path)] + (["-s", "boot"] if flag != "-s" else [])
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(path) in err, err
+    if flag != "--workload":
+        assert message in err
+    else:  # a workload file: the same causes, in the workload's words
+        assert "not a workload file" in err

@@ -1,0 +1,35 @@
+"""Policy specs refuse what the model cannot follow."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from permalloc import PolicySpec, SpecError
+from permalloc.plugin.policies import BUILTIN_POLICIES
+from permalloc.plugin.policy import KERNELS
+from permalloc.run.registry import override_policy
+
+
+def test_every_builtin_policy_models_a_known_kernel():
+    assert {p.kernel for p in BUILTIN_POLICIES} == set(KERNELS)
+
+
+@pytest.mark.parametrize("kernel", ["99.99", "7.0", "6.6", ""])
+def test_an_unknown_kernel_is_refused_with_the_known_ones(kernel):
+    with pytest.raises(ValidationError, match=r"is not one the model follows \(known: 5.10, 6.1, 6.12, 7.3\)"):
+        PolicySpec(name="p", kernel=kernel)
+
+
+@pytest.mark.parametrize("key", ["name", "description"])
+def test_fields_that_say_what_a_policy_is_cannot_be_set(key):
+    with pytest.raises(SpecError, match=rf"--set {key}: the policy's {key} cannot be overridden"):
+        override_policy(BUILTIN_POLICIES[0], [f"{key}=x"])
+
+
+def test_set_changes_a_field_and_says_so():
+    changed = override_policy(BUILTIN_POLICIES[0], ["live_cache=true", "kernel=6.12"])
+    assert changed.live_cache and changed.kernel == "6.12" and changed.name == BUILTIN_POLICIES[0].name
+    assert changed.description.endswith("[with live_cache=true,kernel=6.12]")
+    with pytest.raises(SpecError, match=r"--set: kernel: kernel '7.0' is not one the model follows"):
+        override_policy(BUILTIN_POLICIES[0], ["kernel=7.0"])
