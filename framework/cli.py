@@ -17,7 +17,7 @@ from permalloc import __version__
 from permalloc.atomicfile import atomic_write, check_writable, write_text
 from permalloc.errors import PermallocError
 from permalloc.model.spec import MachineSpec
-from permalloc.plugin.pluginmanager import arch_plugins, discover, machine_manager, registry_manager
+from permalloc.plugin.pluginmanager import arch_plugins, broken_plugins, discover, machine_manager, registry_manager
 from permalloc.plugin.policy import DEFAULT_POLICY, PolicySpec
 from permalloc.report.tables import ReportColumn, print_tables, report_json
 from permalloc.run.modelfile import format_validation_error
@@ -104,6 +104,11 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     arches = {id(plugin): name for name, (plugin, _) in arch_plugins(pm, spec).items()}
     rows = []
     for record in discover():
+        if record.error:
+            rows.append({"name": record.name, "kind": "broken", "arch": None, "version": record.version,
+                         "origin": record.origin + (f" ({record.dist})" if record.dist else ""),
+                         "module": "", "hooks": [], "error": record.error})
+            continue
         hooks = sorted(
             hc.name for hc in pm.get_hookcallers(record.plugin) or [] if hc.name.startswith("permalloc_")
         )
@@ -127,7 +132,9 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         table.add_column(col)
     for row in rows:
         kind = f"arch ({row['arch']})" if row["arch"] else row["kind"]
-        table.add_row(row["name"], kind, row["version"], row["origin"], ", ".join(h.removeprefix("permalloc_") for h in row["hooks"]))
+        hooks = row.get("error") and f"left out: {row['error']}" or ", ".join(
+            h.removeprefix("permalloc_") for h in row["hooks"])
+        table.add_row(row["name"], kind, row["version"], row["origin"], hooks)
     Console(width=max(120, Console().width)).print(table)
     return 0
 
@@ -418,8 +425,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser = build_parser()
         pm = registry_manager()
         subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-        pm.hook.permalloc_add_commands(subparsers=subparsers)
+        for impl in pm.hook.permalloc_add_commands.get_hookimpls():
+            try:  # a plugin that cannot add its commands is left out of them, never the others
+                impl.function(subparsers=subparsers)
+            except Exception as exc:  # noqa: BLE001
+                print(f"permalloc: warning: plugin {impl.plugin_name!r}: permalloc_add_commands raised "
+                      f"{type(exc).__name__}: {' '.join(str(exc).split())}; its commands are left out", file=sys.stderr)
         args = parser.parse_args(argv)
+        if getattr(args, "func", None) not in (None, cmd_plugins):
+            for record in broken_plugins():
+                print(f"permalloc: warning: plugin {record.name!r} left out: {record.error}", file=sys.stderr)
         if not getattr(args, "func", None):
             parser.print_help()
             return 2

@@ -52,6 +52,7 @@ class PluginRecord:
     origin: str  # "builtin" or "entry point"
     dist: str = ""
     version: str = ""
+    error: str = ""  # why it is left out (failed to load, a name already taken); "" when it works
 
 
 @functools.cache
@@ -59,16 +60,24 @@ def discover() -> tuple[PluginRecord, ...]:
     """Load every plugin once per process: entry points first, then missing built-ins."""
     records: list[PluginRecord] = []
     seen: set[int] = set()
+    names: dict[str, str] = {}  # registration name -> the distribution that has it
     for ep in sorted(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        dist = ep.dist.name if ep.dist else ""
+        version = ep.dist.version if ep.dist else ""
         try:
             plugin = ep.load()
-        except Exception as exc:  # a broken third-party package must be named, not crash us
-            raise PluginError(f"plugin {ep.name!r} ({ep.value}): failed to load: {type(exc).__name__}: {exc}") from exc
+        except Exception as exc:  # noqa: BLE001 - a broken package is named and left out, never a crash
+            error = " ".join(f"failed to load {ep.value}: {type(exc).__name__}: {exc}".split())
+            records.append(PluginRecord(ep.name, None, "entry point", dist, version, error=error))
+            continue
         if id(plugin) in seen:
             continue
         seen.add(id(plugin))
-        dist = ep.dist.name if ep.dist else ""
-        version = ep.dist.version if ep.dist else ""
+        if ep.name in names:
+            records.append(PluginRecord(ep.name, None, "entry point", dist, version,
+                                        error=f"the name {ep.name!r} is already taken by {names[ep.name] or 'a plugin'}"))
+            continue
+        names[ep.name] = dist
         records.append(PluginRecord(ep.name, plugin, "entry point", dist, version))
     for name, modname in BUILTIN_PLUGINS:
         module = importlib.import_module(modname)
@@ -76,6 +85,11 @@ def discover() -> tuple[PluginRecord, ...]:
             seen.add(id(module))
             records.append(PluginRecord(name, module, "builtin"))
     return tuple(records)
+
+
+def broken_plugins() -> list[PluginRecord]:
+    """The plugins left out, each with why (``permalloc plugins`` lists them, every command warns)."""
+    return [record for record in discover() if record.error]
 
 
 def _new_manager() -> pluggy.PluginManager:
@@ -97,7 +111,8 @@ def registry_manager(extra: Iterable[Any] = ()) -> pluggy.PluginManager:
     """A manager with every plugin registered: for registries, listings and the CLI."""
     pm = _new_manager()
     for record in discover():
-        _register(pm, record.plugin, record.name)
+        if not record.error:
+            _register(pm, record.plugin, record.name)
     for plugin in extra:
         _register(pm, plugin, _plugin_name(plugin))
     _check(pm)

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import json
+import re
+
 import pytest
 
 from permalloc import Machine, MachineSpec, PluginError, hookimpl
@@ -91,3 +94,68 @@ def test_each_machine_has_its_own_manager_with_one_arch(arch):
     assert m1.pm is not m2.pm
     arches = {impl.plugin_name for impl in m2.pm.hook.permalloc_arch_describe.get_hookimpls()}
     assert arches == {"generic"}
+
+
+class _EntryPoint:
+    """A stand-in for importlib.metadata.EntryPoint."""
+
+    def __init__(self, name: str, value: str, load, dist: str) -> None:
+        self.name, self.value, self._load = name, value, load
+        self.dist = type("Dist", (), {"name": dist, "version": "1.0"})()
+
+    def load(self):
+        return self._load()
+
+
+def test_a_broken_or_duplicate_plugin_is_left_out_and_named(monkeypatch, capsys):
+    import importlib.metadata
+    import types
+
+    from permalloc.cli import main
+    from permalloc.plugin import pluginmanager
+
+    def fails():
+        raise ImportError("No module named 'missing_dep'")
+
+    good = types.ModuleType("dup_a")
+    other = types.ModuleType("dup_b")
+    fake = [_EntryPoint("broken", "broken_pkg:plugin", fails, "broken-pkg"),
+            _EntryPoint("dup", "dup_a", lambda: good, "pkg-a"),
+            _EntryPoint("dup", "dup_b", lambda: other, "pkg-b")]
+    real = importlib.metadata.entry_points
+    monkeypatch.setattr(importlib.metadata, "entry_points",
+                        lambda group=None: [*real(group=group), *fake] if group == "permalloc" else real(group=group))
+    pluginmanager.discover.cache_clear()
+    try:
+        broken = {r.dist: r.error for r in pluginmanager.broken_plugins()}
+        assert broken == {
+            "broken-pkg": "failed to load broken_pkg:plugin: ImportError: No module named 'missing_dep'",
+            "pkg-b": "the name 'dup' is already taken by pkg-a"}
+        assert main(["plugins", "--json"]) == 0
+        rows = {r["origin"]: r for r in json.loads(capsys.readouterr().out)}
+        assert rows["entry point (broken-pkg)"]["kind"] == "broken" and rows["entry point (pkg-a)"]["kind"] != "broken"
+        assert main(["policies"]) == 0  # every other command keeps working, with a warning
+        err = capsys.readouterr().err.splitlines()
+        assert err == ["permalloc: warning: plugin 'broken' left out: failed to load broken_pkg:plugin: ImportError: "
+                       "No module named 'missing_dep'",
+                       "permalloc: warning: plugin 'dup' left out: the name 'dup' is already taken by pkg-a"]
+    finally:
+        pluginmanager.discover.cache_clear()
+
+
+def test_a_plugin_whose_commands_raise_leaves_the_others_working(monkeypatch, capsys):
+    from permalloc import hookimpl
+    from permalloc.cli import main
+    from permalloc.plugin import pluginmanager
+
+    class BadCommands:
+        @hookimpl
+        def permalloc_add_commands(self, subparsers):
+            raise RuntimeError("boom")
+
+    real = pluginmanager.registry_manager
+    monkeypatch.setattr("permalloc.cli.registry_manager", lambda extra=(): real([BadCommands(), *extra]))
+    assert main(["policies"]) == 0
+    err = capsys.readouterr().err
+    assert re.fullmatch(r"permalloc: warning: plugin .BadCommands-\w+.: permalloc_add_commands raised RuntimeError: boom; "
+                        r"its commands are left out\n", err)
