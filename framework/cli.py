@@ -132,8 +132,10 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         table.add_column(col)
     for row in rows:
         kind = f"arch ({row['arch']})" if row["arch"] else row["kind"]
-        hooks = row.get("error") and f"left out: {row['error']}" or ", ".join(
-            h.removeprefix("permalloc_") for h in row["hooks"])
+        if row.get("error"):
+            hooks = f"left out: {row['error']}"
+        else:
+            hooks = ", ".join(h.removeprefix("permalloc_") for h in row["hooks"])
         table.add_row(row["name"], kind, row["version"], row["origin"], hooks)
     Console(width=max(120, Console().width)).print(table)
     return 0
