@@ -12,6 +12,7 @@ from permalloc.errors import (
     OutputError,
     PermallocError,
     PluginError,
+    PluginWarning,
     SpecError,
 )
 from permalloc.machine import Machine
@@ -42,6 +43,7 @@ __all__ = [
     "PermAllocation",
     "PermallocError",
     "PluginError",
+    "PluginWarning",
     "PolicySpec",
     "SpecError",
     "State",

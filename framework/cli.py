@@ -7,17 +7,25 @@ import contextlib
 import json
 import os
 import sys
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from pydantic import ValidationError
 from rich.console import Console
 
-from permalloc import __version__
+from permalloc import __version__, strictjson
 from permalloc.atomicfile import atomic_write, check_writable, write_text
-from permalloc.errors import PermallocError
+from permalloc.errors import PermallocError, PluginWarning
 from permalloc.model.spec import MachineSpec
-from permalloc.plugin.pluginmanager import arch_plugins, broken_plugins, discover, machine_manager, registry_manager
+from permalloc.plugin.pluginmanager import (
+    arch_plugins,
+    broken_plugins,
+    collect,
+    discover,
+    machine_manager,
+    registry_manager,
+)
 from permalloc.plugin.policy import DEFAULT_POLICY, PolicySpec
 from permalloc.report.tables import ReportColumn, print_tables, report_json
 from permalloc.run.modelfile import format_validation_error
@@ -142,11 +150,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 
 def report_columns(pm: Any) -> list[ReportColumn]:
-    columns = [c for batch in pm.hook.permalloc_report_columns() for c in batch]
-    for column in columns:
-        if not isinstance(column, ReportColumn):
-            raise PermallocError(f"permalloc_report_columns returned {type(column).__name__}, expected ReportColumn")
-    return columns
+    return [column for _plugin, column in collect(pm, "permalloc_report_columns", ReportColumn)]
 
 
 def cmd_spec(args: argparse.Namespace) -> int:
@@ -242,10 +246,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     _check_outputs(args)
     with contextlib.ExitStack() as stack:
         trace_fh = stack.enter_context(atomic_write(args.trace)) if args.trace else None
-        tracer = (lambda e: trace_fh.write(json.dumps(e.to_json()) + "\n")) if trace_fh else None
+        tracer = (lambda e: trace_fh.write(strictjson.dumps(e.to_json(), "a trace event") + "\n")) if trace_fh else None
         result = run(scenario, spec, policy, strict=args.strict, trace=tracer, workload=workload)
     if args.format == "json":
-        _write_output(json.dumps(report_json(scenario.name, spec, [result]), indent=2) + "\n", args.output)
+        _write_output(strictjson.dumps(report_json(scenario.name, spec, [result]), "the results", indent=2) + "\n", args.output)
     else:
         console = Console(width=max(120, Console().width))
         print_tables(scenario.name, [result], console, report_columns(pm))
@@ -289,7 +293,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
         err.print(f"wrote {write_html(args.html, scenario.name, spec, results, chosen)}")
     if args.format == "json":
-        _write_output(json.dumps(report_json(scenario.name, spec, results), indent=2) + "\n", args.output)
+        _write_output(strictjson.dumps(report_json(scenario.name, spec, results), "the results", indent=2) + "\n", args.output)
     elif args.format == "csv":
         _write_output(report_csv(scenario.name, results), args.output)
     else:
@@ -314,7 +318,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     report = validate.validate(args.files, pm, policies(pm), arch=args.arch, policy=policy, memory=memory,
                                seed=args.seed, workload=workload)
     if args.format == "json":
-        _write_output(json.dumps(report, indent=2) + "\n", args.output)
+        _write_output(strictjson.dumps(report, "the validation report", indent=2) + "\n", args.output)
     else:
         validate.print_report(report, Console(width=max(100, Console().width)))
     return 0
@@ -422,7 +426,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@contextlib.contextmanager
+def _one_line_plugin_warnings() -> Iterator[None]:
+    """A plugin left out of a registry is one line on stderr; other warnings keep Python's format."""
+    python_show = warnings.showwarning
+
+    def show(message: Any, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+        if issubclass(category, PluginWarning):
+            print(f"permalloc: warning: {message}", file=sys.stderr)
+        else:
+            python_show(message, category, *args, **kwargs)
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = python_show
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    with _one_line_plugin_warnings():
+        return _run(argv)
+
+
+def _run(argv: Sequence[str] | None) -> int:
     try:
         parser = build_parser()
         pm = registry_manager()

@@ -17,6 +17,11 @@ class PluginError(PermallocError):
     """A plugin failed to load, raised inside a hook, or returned the wrong type."""
 
 
+class PluginWarning(UserWarning):
+    """A plugin left out of a registry (it raised or returned the wrong type); the CLI prints one
+    line per plugin and hook and goes on without it."""
+
+
 class ContractError(PermallocError):
     """A caller broke the perm_alloc contract (e.g. wrote to a finished allocation)."""
 

@@ -34,7 +34,7 @@ from permalloc.model.spec import MachineSpec
 from permalloc.model.tlb import TLBState
 from permalloc.model.vspace import AddressSpace
 from permalloc.plugin.contract import PermAlloc
-from permalloc.plugin.pluginmanager import machine_manager
+from permalloc.plugin.pluginmanager import collect, machine_manager
 from permalloc.plugin.policy import DEFAULT_POLICY, PolicySpec
 
 if TYPE_CHECKING:
@@ -60,18 +60,15 @@ def _bind_observer(function: Callable[..., Any], argnames: tuple[str, ...]) -> C
     return lambda machine, event: function(*[machine if name == "machine" else event for name in argnames])
 
 
-def event_kinds(hook: Any) -> list[ev.EventKind]:
+def event_kinds(pm: Any) -> list[ev.EventKind]:
     """The core's event kinds and every plugin's (permalloc_event_kinds); a name twice is an error."""
     kinds = list(ev.CORE_KINDS)
-    seen = {kind.name for kind in kinds}
-    for batch in hook.permalloc_event_kinds():
-        for kind in batch or ():
-            if not isinstance(kind, ev.EventKind):
-                raise PluginError(f"permalloc_event_kinds returned {type(kind).__name__}, expected EventKind")
-            if kind.name in seen:
-                raise PluginError(f"event kind {kind.name!r} is declared twice")
-            seen.add(kind.name)
-            kinds.append(kind)
+    seen = {kind.name: "the core" for kind in kinds}
+    for plugin, kind in collect(pm, "permalloc_event_kinds", ev.EventKind):
+        if kind.name in seen:
+            raise PluginError(f"plugin {plugin!r}: event kind {kind.name!r} is already declared by {seen[kind.name]}")
+        seen[kind.name] = f"plugin {plugin!r}"
+        kinds.append(kind)
     return kinds
 
 
@@ -127,7 +124,7 @@ class Machine:
         self.kernel_image: KernelImage | None = self.hook.permalloc_kernel_image(machine=self)
         self.pagetables = KernelPageTables()
         self.tlb = TLBState()
-        self.event_kinds = event_kinds(self.hook)
+        self.event_kinds = event_kinds(self.pm)
         self.metrics = Metrics(self.spec.cpus, self.spec.cost, self.event_kinds)
         self.aliases: list[LinearAlias] = []  # other linear maps of RAM (x86: the kernel's high mapping)
         self.ranges: dict[str, VRange] = dict(self.arch.ranges)

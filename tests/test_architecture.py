@@ -132,7 +132,8 @@ def test_mechanisms_import_the_model_and_the_machine_type_only():
 
 def test_the_plugin_layer_imports_the_machine_run_and_report_for_annotations_only():
     assert _violations(("permalloc.plugin",), ("permalloc",),
-                       allowed=("permalloc.model", "permalloc.mechanisms", "permalloc.plugin", "permalloc.errors"),
+                       allowed=("permalloc.model", "permalloc.mechanisms", "permalloc.plugin", "permalloc.errors",
+                                "permalloc.strictjson"),
                        for_annotations=(*MACHINE, "permalloc.run", "permalloc.report")) == []
 
 

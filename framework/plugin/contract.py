@@ -8,6 +8,7 @@ side of the contract and the backend's answers.
 
 from __future__ import annotations
 
+import bisect
 import enum
 import itertools
 from dataclasses import dataclass, field
@@ -16,7 +17,9 @@ from typing import TYPE_CHECKING, Any
 from permalloc.errors import ContractError
 from permalloc.mechanisms.cpa import SET_MEMORY
 from permalloc.model import events as ev
+from permalloc.model.archinfo import VRange
 from permalloc.model.perms import Perm
+from permalloc.plugin.pluginmanager import answered_by
 
 if TYPE_CHECKING:
     from permalloc.machine import Machine
@@ -62,6 +65,7 @@ class PermAlloc:
     def __init__(self, machine: Machine) -> None:
         self.m = machine
         self.live: dict[int, PermAllocation] = {}
+        self._starts: list[tuple[int, int]] = []  # (addr, id) of the live allocations, sorted
 
     def alloc(self, size: int, perm: Perm | str, range_name: str = "module") -> PermAllocation:
         perm = Perm.parse(perm)
@@ -77,9 +81,26 @@ class PermAlloc:
             raise ContractError(
                 f"arch {self.m.arch.name}: permalloc_alloc answered size {alloc.size}/{alloc.perm} for {size}/{perm}"
             )
+        self._check_placement(alloc, vrange)
         self.live[alloc.id] = alloc
+        bisect.insort(self._starts, (alloc.addr, alloc.id))
         self.m.emit(ev.ALLOC, 1, alloc.addr, source="perm_alloc", allocated=alloc.allocated, requested=size)
         return alloc
+
+    def _check_placement(self, alloc: PermAllocation, vrange: VRange) -> None:
+        """The answer of permalloc_alloc lies in the range asked for and overlaps no live
+        allocation; otherwise the plugin that gave it is named now, not at some later write."""
+        who = f"plugin {answered_by(self.m.pm, 'permalloc_alloc')!r}: permalloc_alloc"
+        if not (vrange.start <= alloc.addr and alloc.end <= vrange.end):
+            raise ContractError(f"{who} returned [{alloc.addr:#x}, {alloc.end:#x}), outside the {vrange.name} range "
+                                f"[{vrange.start:#x}, {vrange.end:#x})")
+        i = bisect.bisect_left(self._starts, (alloc.addr, 0))
+        for j in (i - 1, i):  # the live neighbours below and at/above addr
+            if 0 <= j < len(self._starts):
+                other = self.live[self._starts[j][1]]
+                if other.addr < alloc.end and alloc.addr < other.end:
+                    raise ContractError(f"{who} returned [{alloc.addr:#x}, {alloc.end:#x}), which overlaps live "
+                                        f"allocation {other.id} at [{other.addr:#x}, {other.end:#x})")
 
     def _check(self, alloc: PermAllocation, step: str, *states: State) -> None:
         if alloc.state not in states:
@@ -134,6 +155,7 @@ class PermAlloc:
         self.m.call_arch("permalloc_free", machine=self.m, alloc=alloc)
         alloc.state = State.FREED
         del self.live[alloc.id]
+        del self._starts[bisect.bisect_left(self._starts, (alloc.addr, alloc.id))]
         self.m.emit(ev.FREE, 1, alloc.addr, source="perm_free", allocated=alloc.allocated, requested=alloc.size)
 
     def shrink(self, pages: int) -> int:

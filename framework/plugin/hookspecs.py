@@ -73,8 +73,10 @@ def permalloc_arch_describe(spec: MachineSpec, policy: PolicySpec) -> ArchInfo |
     picked (other than ``generic``) are unregistered from that machine.
 
     Return an :class:`~permalloc.model.archinfo.ArchInfo`: that makes the plugin an *arch
-    plugin*, selectable with ``--arch``. Any other result, None included, is an error naming
-    the plugin.
+    plugin*, selectable with ``--arch``. Return None when the plugin does not serve this spec
+    or policy (a kernel it does not model): it is left out of this machine's choices, and
+    naming its arch gives an error that says so. Any other result is an error naming the
+    plugin.
     """
 
 
@@ -726,7 +728,8 @@ FAMILY_ADVICE: dict[str, str] = {
 # Hooks whose implementations the framework calls one by one (impl.function) instead of
 # through pluggy's hook call: firstresult does not apply and a wrapper is not supported.
 CALLED_PER_IMPLEMENTATION: dict[str, str] = {
-    "permalloc_arch_describe": "every implementation describes its own arch and must return an ArchInfo",
+    "permalloc_arch_describe": "every implementation describes its own arch: an ArchInfo, or None for a spec it "
+    "does not serve",
     "permalloc_applies": "every implementation answers for itself and must return a bool",
     "permalloc_event": "the machine does it for speed, for every event: be quick",
     "permalloc_elf_machines": "every implementation contributes; an e_machine contributed twice is an error",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import importlib
 import importlib.metadata
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from types import ModuleType
@@ -17,9 +18,10 @@ from typing import Any
 
 import pluggy
 
-from permalloc.errors import PermallocError, PluginError, SpecError
+from permalloc.errors import PermallocError, PluginError, PluginWarning, SpecError
 from permalloc.model.archinfo import ArchInfo
 from permalloc.plugin import hookspecs
+from permalloc.strictjson import nonfinite_path
 
 ENTRY_POINT_GROUP = "permalloc"
 
@@ -122,18 +124,27 @@ def registry_manager(extra: Iterable[Any] = ()) -> pluggy.PluginManager:
 def arch_plugins(pm: pluggy.PluginManager, spec: Any, policy: Any = None) -> dict[str, tuple[Any, ArchInfo]]:
     """Every registered arch plugin by arch name, with its description for ``spec`` under
     ``policy`` (None: the default policy)."""
+    return _describe(pm, spec, policy)[0]
+
+
+def _describe(pm: pluggy.PluginManager, spec: Any, policy: Any) -> tuple[dict[str, tuple[Any, ArchInfo]], list[str]]:
+    """The arch plugins that serve ``spec`` and the names of those that answered None."""
     if policy is None:
         from permalloc.plugin.policy import DEFAULT_POLICY as policy
     arches: dict[str, tuple[Any, ArchInfo]] = {}
+    declined: list[str] = []
     for impl in pm.hook.permalloc_arch_describe.get_hookimpls():
         info = _call_impl(impl, "permalloc_arch_describe", {"spec": spec, "policy": policy})
+        if info is None:  # it does not serve this spec or policy
+            declined.append(impl.plugin_name)
+            continue
         if not isinstance(info, ArchInfo):
             raise PluginError(
                 f"plugin {impl.plugin_name!r}: permalloc_arch_describe returned "
                 f"{type(info).__name__}, expected ArchInfo"
             )
         arches[info.name] = (impl.plugin, info)
-    return arches
+    return arches, declined
 
 
 def machine_manager(spec: Any, policy: Any, extra: Iterable[Any] = ()) -> tuple[pluggy.PluginManager, ArchInfo]:
@@ -143,12 +154,15 @@ def machine_manager(spec: Any, policy: Any, extra: Iterable[Any] = ()) -> tuple[
     Raises :class:`PluginError` for an unknown arch (listing the known ones).
     """
     pm = registry_manager(extra)
-    arches = arch_plugins(pm, spec, policy)
+    arches, declined = _describe(pm, spec, policy)
     if spec.arch not in arches:
-        raise PluginError(f"unknown arch {spec.arch!r}; known arches: {', '.join(sorted(arches))}")
+        note = f" (plugins that do not serve this spec and policy: {', '.join(sorted(declined))})" if declined else ""
+        raise PluginError(f"unknown arch {spec.arch!r}; known arches: {', '.join(sorted(arches))}{note}")
     for name, (plugin, _info) in arches.items():
         if name not in (spec.arch, "generic"):
             pm.unregister(plugin)
+    for name in declined:  # an arch plugin that does not serve this spec takes no part in the machine
+        pm.unregister(name=name)
     arch = arches[spec.arch][1]
     unknown = set(spec.cpu_features) - arch.cpu_features
     if unknown:
@@ -175,6 +189,30 @@ def _call_impl(impl: Any, hook: str, kwargs: dict[str, Any]) -> Any:
         raise
     except Exception as exc:
         raise PluginError(f"plugin {impl.plugin_name!r} raised in {hook}: {type(exc).__name__}: {exc}") from exc
+
+
+def collect(pm: pluggy.PluginManager, hookname: str, expected: type, **kwargs: Any) -> list[tuple[str, Any]]:
+    """The items of a registry hook (each implementation returns a list of ``expected``), with
+    the plugin that gave each. An implementation that raises or returns anything else is named
+    in a :class:`~permalloc.errors.PluginWarning` and left out; the others are kept."""
+    items: list[tuple[str, Any]] = []
+    for impl in reversed(getattr(pm.hook, hookname).get_hookimpls()):  # pluggy's call order
+        try:
+            batch = impl.function(*[kwargs[arg] for arg in impl.argnames])
+        except Exception as exc:  # noqa: BLE001 - a broken registration is named and left out
+            problem = f"raised {type(exc).__name__}: {' '.join(str(exc).split())}"
+        else:
+            if batch is None:
+                continue
+            wrong = ([batch] if not isinstance(batch, (list, tuple))
+                     else [item for item in batch if not isinstance(item, expected)])
+            if not wrong:
+                items.extend((impl.plugin_name, item) for item in batch)
+                continue
+            problem = f"returned {type(wrong[0]).__name__}, expected a list of {expected.__name__}"
+        warnings.warn(f"plugin {impl.plugin_name!r}: {hookname} {problem}; what it registers is left out",
+                      PluginWarning, stacklevel=2)
+    return items
 
 
 def _plugin_name(plugin: Any) -> str:
@@ -225,11 +263,13 @@ def _expected_type(name: str) -> type | tuple[type, ...]:
 
 def _guard(pm: pluggy.PluginManager) -> None:
     """Wrap each hookimpl so that a raise or a wrong return type names the plugin and hook."""
+    answered: dict[str, str] = {}
+    pm._permalloc_answered = answered  # type: ignore[attr-defined]
     for hookname, typename in hookspecs.RETURN_TYPES.items():
         expected = _expected_type(typename)
         for impl in getattr(pm.hook, hookname).get_hookimpls():
             if not (impl.hookwrapper or impl.wrapper) and not getattr(impl.function, "_permalloc_guarded", False):
-                impl.function = _guarded(impl.function, impl.plugin_name, hookname, expected)
+                impl.function = _guarded(impl.function, impl.plugin_name, hookname, expected, answered)
     for caller_name in ("permalloc_module_going", "permalloc_event", "permalloc_machine_start", "permalloc_machine_boot",
                         "permalloc_machine_release", "permalloc_add_commands", "permalloc_run_report"):
         for impl in getattr(pm.hook, caller_name).get_hookimpls():
@@ -237,7 +277,17 @@ def _guard(pm: pluggy.PluginManager) -> None:
                 impl.function = _guarded(impl.function, impl.plugin_name, caller_name, None)
 
 
-def _guarded(func: Any, plugin: str, hook: str, expected: type | tuple[type, ...] | None) -> Any:
+# Hooks whose answers go into results as they are: a NaN or infinity there is refused by name.
+WRITTEN_OUT = ("permalloc_result_extra", "permalloc_measurement_check")
+
+
+def answered_by(pm: pluggy.PluginManager, hook: str) -> str:
+    """The plugin whose implementation of ``hook`` last gave an answer on this machine."""
+    return getattr(pm, "_permalloc_answered", {}).get(hook, "?")
+
+
+def _guarded(func: Any, plugin: str, hook: str, expected: type | tuple[type, ...] | None,
+             answered: dict[str, str] | None = None) -> Any:
     @functools.wraps(func)
     def call(*args: Any, **kwargs: Any) -> Any:
         try:
@@ -251,6 +301,10 @@ def _guarded(func: Any, plugin: str, hook: str, expected: type | tuple[type, ...
                 f"plugin {plugin!r}: {hook} returned {type(result).__name__}, expected "
                 f"{hookspecs.RETURN_TYPES[hook]}"
             )
+        if hook in WRITTEN_OUT and (bad := nonfinite_path(result)):
+            raise PluginError(f"plugin {plugin!r}: {hook} returned a non-finite number at {bad}")
+        if answered is not None and result is not None:
+            answered[hook] = plugin
         return result
 
     call._permalloc_guarded = True  # type: ignore[attr-defined]

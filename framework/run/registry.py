@@ -8,19 +8,17 @@ import pluggy
 from pydantic import ValidationError
 
 from permalloc.errors import SpecError
+from permalloc.plugin.pluginmanager import collect
 from permalloc.plugin.policy import DEFAULT_POLICY, PolicySpec
 from permalloc.run.modelfile import format_validation_error, load_model_file
-from permalloc.run.scenario import Scenario, ScenarioSource, load_scenario_file
+from permalloc.run.scenario import Scenario, ScenarioSource, load_scenario_file, op_types
 
 
 def policies(pm: pluggy.PluginManager) -> dict[str, PolicySpec]:
     """Every registered policy by name (``default`` always exists)."""
     found: dict[str, PolicySpec] = {DEFAULT_POLICY.name: DEFAULT_POLICY}
-    for batch in pm.hook.permalloc_register_policies():
-        for policy in batch:
-            if not isinstance(policy, PolicySpec):
-                raise SpecError(f"permalloc_register_policies returned {type(policy).__name__}, expected PolicySpec")
-            found[policy.name] = policy
+    for _plugin, policy in collect(pm, "permalloc_register_policies", PolicySpec):
+        found[policy.name] = policy
     return found
 
 
@@ -32,11 +30,8 @@ DEFAULT_SCENARIO = ("boot", "bpf-churn", "tracing")
 def scenarios(pm: pluggy.PluginManager) -> dict[str, ScenarioSource]:
     """Every registered scenario by name, plus ``default`` when its parts are installed."""
     found: dict[str, ScenarioSource] = {}
-    for batch in pm.hook.permalloc_register_scenarios():
-        for source in batch:
-            if not isinstance(source, ScenarioSource):
-                raise SpecError(f"permalloc_register_scenarios returned {type(source).__name__}, expected ScenarioSource")
-            found[source.name] = source
+    for _plugin, source in collect(pm, "permalloc_register_scenarios", ScenarioSource):
+        found[source.name] = source
     if "default" not in found and all(part in found for part in DEFAULT_SCENARIO):
         parts = [found[part] for part in DEFAULT_SCENARIO]
         found["default"] = ScenarioSource("default", " + ".join(DEFAULT_SCENARIO), lambda: _concat("default", parts))
@@ -49,7 +44,7 @@ def default_for(pm: pluggy.PluginManager, machine_pm: pluggy.PluginManager) -> t
     each part left out (e.g. tracing on an arch where the ftrace and jump label patchers do
     not apply)."""
     found = scenarios(pm)
-    known = {t.name for types in machine_pm.hook.permalloc_register_ops() for t in types}
+    known = set(op_types(machine_pm))
     parts, notes = [], []
     for name in DEFAULT_SCENARIO:
         if name not in found:

@@ -6,6 +6,7 @@ The core defines the raw contract ops; plugins add theirs (``load_module``, ``lo
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
-from permalloc.errors import SpecError
+from permalloc.errors import PermallocError, PluginError, SpecError
 from permalloc.model.perms import Perm
 from permalloc.run.modelfile import format_validation_error, load_model_file
 
@@ -104,6 +105,7 @@ class OpType:
     kind: str | None = None
     description: str = ""
     self_measured: bool = False
+    plugin: str = ""  # who registered it (set by op_types; named when its handler fails)
 
     @property
     def metrics_kind(self) -> str:
@@ -169,6 +171,25 @@ BUILTIN_OPS: tuple[tuple[type[Op], str], ...] = (
 def load_scenario_file(path: str | Path) -> Scenario:
     """Read a scenario from a .json or .toml file (one-line errors name the file)."""
     return load_model_file(path, Scenario)
+
+
+def op_types(pm: Any) -> dict[str, OpType]:
+    """Every op the plugins of ``pm`` register (permalloc_register_ops), each knowing its plugin;
+    a plugin whose registration fails is named and left out."""
+    from permalloc.plugin.pluginmanager import collect
+
+    return op_registry(dataclasses.replace(t, plugin=name) for name, t in collect(pm, "permalloc_register_ops", OpType))
+
+
+def run_handler(optype: OpType, ctx: RunContext, op: Op) -> None:
+    """Carry out ``op``: a handler's own errors pass; anything else it raises names its plugin."""
+    try:
+        optype.handler(ctx, op)
+    except (PermallocError, KeyboardInterrupt):
+        raise
+    except Exception as exc:
+        raise PluginError(f"plugin {optype.plugin or '?'!r}: the handler of op {optype.name!r} raised "
+                          f"{type(exc).__name__}: {' '.join(str(exc).split())}") from exc
 
 
 def op_registry(types: Iterable[OpType]) -> dict[str, OpType]:

@@ -15,7 +15,7 @@ from permalloc.model.spec import MachineSpec
 from permalloc.plugin.contract import PermAllocation
 from permalloc.plugin.pluginmanager import registry_manager
 from permalloc.plugin.policy import PolicySpec
-from permalloc.run.scenario import Scenario, op_registry
+from permalloc.run.scenario import Scenario, op_types, run_handler
 from permalloc.run.workloads import WorkloadSource, spec_workload
 
 
@@ -99,7 +99,7 @@ def run(
         workload = spec_workload(registry_manager(plugins), policy, spec)
     machine = Machine(spec, policy, plugins=plugins, strict=strict, workload=workload)
     machine.trace = trace
-    registry = op_registry(t for types in machine.hook.permalloc_register_ops() for t in types)
+    registry = op_types(machine.pm)
     ops = scenario.validated(registry)
     ctx = RunContext(machine)
     timeline: list[dict[str, float]] = []
@@ -112,10 +112,10 @@ def run(
         machine.cpu = op.cpu if op.cpu is not None else ctx.task_cpu
         try:
             if optype.self_measured:
-                optype.handler(ctx, op)
+                run_handler(optype, ctx, op)
             else:
                 with ctx.measure(optype.metrics_kind):
-                    optype.handler(ctx, op)
+                    run_handler(optype, ctx, op)
         except PermallocError as exc:
             if str(exc).startswith("ops["):
                 raise

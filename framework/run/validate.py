@@ -29,7 +29,7 @@ from permalloc.model import events as ev
 from permalloc.model.spec import MachineSpec
 from permalloc.plugin.hookspecs import hookimpl
 from permalloc.plugin.policy import PolicySpec
-from permalloc.run.scenario import Scenario, op_registry
+from permalloc.run.scenario import Scenario, op_types, run_handler
 from permalloc.run.simulation import RunContext
 from permalloc.run.workloads import WorkloadSource, read_header, workloads
 
@@ -191,7 +191,7 @@ class Tally:
 def replay(measurement: Measurement, machine: Machine, tally: Tally) -> list[dict[str, Any]]:
     """Run every measured event as an op on ``machine`` (built with ``tally`` among its
     plugins); return per-event simulated counts and the plugins' column checks."""
-    registry = op_registry(t for types in machine.hook.permalloc_register_ops() for t in types)
+    registry = op_types(machine.pm)
     ctx = RunContext(machine)
     out = []
     for index, row in enumerate(measurement.events.to_dict("records")):
@@ -208,7 +208,7 @@ def replay(measurement: Measurement, machine: Machine, tally: Tally) -> list[dic
         ctx.op_index = machine.op_index = index
         ctx.op_name = model.op
         machine.cpu = ctx.task_cpu
-        registry[model.op].handler(ctx, model)
+        run_handler(registry[model.op], ctx, model)
         after = machine.directmap.meminfo()
         counts = dict(tally.current)
         for name, key in (("directmap4k_kb", "directmap_4k_bytes"), ("directmap2m_kb", "directmap_2m_bytes"),

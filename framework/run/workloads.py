@@ -34,6 +34,7 @@ import pluggy
 from pydantic import BaseModel, ConfigDict, Field
 
 from permalloc.errors import SpecError
+from permalloc.plugin.pluginmanager import collect
 from permalloc.plugin.policy import PolicySpec
 from permalloc.run.modelfile import parse_json
 
@@ -152,11 +153,8 @@ def read_header(path: str | os.PathLike[str], name: str | None = None, origin: s
 def workloads(pm: pluggy.PluginManager) -> dict[str, WorkloadSource]:
     """Every registered workload by name, in registration order."""
     found: dict[str, WorkloadSource] = {}
-    for batch in pm.hook.permalloc_register_workloads():
-        for source in batch:
-            if not isinstance(source, WorkloadSource):
-                raise SpecError(f"permalloc_register_workloads returned {type(source).__name__}, expected WorkloadSource")
-            found[source.name] = source
+    for _plugin, source in collect(pm, "permalloc_register_workloads", WorkloadSource):
+        found[source.name] = source
     return found
 
 

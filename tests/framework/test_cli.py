@@ -200,7 +200,7 @@ def test_hooks_verbose_shows_signature_options_and_the_whole_doc(capsys):
     assert "family: arch" in lines[1] and "firstresult: yes" in lines[1] and "historic: no" in lines[1]
     assert "generic (trylast)" in lines[2] and "x86" in lines[2]
     assert ":param spec: the machine spec" in describe and ":param policy: the policy of the run" in describe
-    assert "must return an ArchInfo" in describe  # advice: every implementation is called, no firstresult
+    assert "an ArchInfo, or None for a spec it does not serve" in describe  # advice: every implementation is called, no firstresult
     alloc = blocks["permalloc_alloc"]
     assert alloc.startswith("permalloc_alloc(machine: Machine, size: int, perm: Perm, vrange: VRange) -> "
                             "PermAllocation | None")

@@ -8,7 +8,7 @@ import json
 import pluggy
 import pytest
 
-from permalloc import PolicySpec, SpecError, hookimpl
+from permalloc import PluginWarning, PolicySpec, SpecError, hookimpl
 from permalloc.plugin import hookspecs
 from permalloc.run.workloads import (
     FORMAT,
@@ -107,8 +107,9 @@ def test_registry_lists_what_plugins_register(tmp_path):
         def permalloc_register_workloads(self):
             return ["not a source"]
 
-    with pytest.raises(SpecError, match="returned str, expected WorkloadSource"):
-        workloads(_pm(Wrong()))
+    with pytest.warns(PluginWarning, match="permalloc_register_workloads returned str, expected a list of WorkloadSource"):
+        assert workloads(_pm(Wrong(), _Kernels(tmp_path, "6.1.0-57-amd64"))) == {
+            "k-6.1.0-57-amd64": resolve_workload(pm, "k-6.1.0-57-amd64")}  # the others are kept
 
 
 @pytest.mark.parametrize(
