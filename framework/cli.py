@@ -38,6 +38,7 @@ from permalloc.run.registry import (
     scenarios,
 )
 from permalloc.run.scenario import Scenario
+from permalloc.run.timeout import time_limit
 from permalloc.run.workloads import resolve_workload, workloads
 
 EPILOG = "Run 'permalloc COMMAND --help' for the options of a command."
@@ -59,6 +60,23 @@ def _machine_args(parser: argparse.ArgumentParser, arch_help: str) -> None:
                        help="CPU features the arch acts on, by /proc/cpuinfo name (x86: invlpgb for AMD's broadcast "
                        "TLB invalidation, la57 for 5-level paging; default: none)")
     group.add_argument("--seed", type=int, default=0, help="seed of every random choice (default: %(default)s)")
+
+
+def _seconds(text: str) -> float:
+    """argparse type: a positive, finite number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} is not a positive number of seconds")
+    return value
+
+
+def _add_timeout(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--timeout", type=_seconds, metavar="SECONDS",
+                   help=f"stop {what} that runs longer than SECONDS of wall time (a plugin that loops forever): "
+                   "exit 1 naming it (default: no limit)")
 
 
 def _positive(text: str) -> int:
@@ -247,7 +265,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     with contextlib.ExitStack() as stack:
         trace_fh = stack.enter_context(atomic_write(args.trace)) if args.trace else None
         tracer = (lambda e: trace_fh.write(strictjson.dumps(e.to_json(), "a trace event") + "\n")) if trace_fh else None
-        result = run(scenario, spec, policy, strict=args.strict, trace=tracer, workload=workload)
+        with time_limit(args.timeout, f"policy {policy.name}"):
+            result = run(scenario, spec, policy, strict=args.strict, trace=tracer, workload=workload)
     if args.format == "json":
         _write_output(strictjson.dumps(report_json(scenario.name, spec, [result]), "the results", indent=2) + "\n", args.output)
     else:
@@ -282,7 +301,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} policies"),
                   TimeElapsedColumn(), console=err, transient=True, disable=args.quiet or not err.is_terminal) as bar:
         task = bar.add_task(f"{scenario.name} on {arch}", total=len(chosen))
-        results = compare(scenario, spec, chosen, jobs=args.jobs, on_done=lambda r: bar.advance(task), workload=workload)
+        results = compare(scenario, spec, chosen, jobs=args.jobs, on_done=lambda r: bar.advance(task), workload=workload,
+                          timeout=args.timeout)
     if args.plot:
         from permalloc.report.plots import save_plots
 
@@ -378,6 +398,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help="write the JSON here instead of stdout")
     p.add_argument("--trace", metavar="FILE", help="write every event as JSON Lines")
     p.add_argument("--strict", action="store_true", help="fail at the first W^X violation or leak")
+    _add_timeout(p, "the run")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser(
@@ -396,6 +417,7 @@ def build_parser() -> argparse.ArgumentParser:
     _machine_args(p, "the policies' arch, else x86")
     p.add_argument("--jobs", "-j", type=_positive, default=os.cpu_count() or 1,
                    help="policies run in parallel processes; results do not depend on it (default: %(default)s)")
+    _add_timeout(p, "each policy's run")
     p.add_argument("--format", choices=("table", "json", "csv"), default="table")
     p.add_argument("-o", "--output", help="write JSON/CSV here instead of stdout")
     p.add_argument("--plot", metavar="FILE", help="write bar plots to FILE (.png/.svg/.pdf) and the timeline next to it")

@@ -55,3 +55,34 @@ class SetMemorySpy:
 @pytest.fixture
 def set_memory_spy() -> SetMemorySpy:
     return SetMemorySpy()
+
+
+FAULTY_PACKAGE = os.path.join(os.path.dirname(__file__), "faulty_plugin")
+
+
+@pytest.fixture
+def faulty_plugins(tmp_path, monkeypatch):
+    """``enable(*entry_point_names)``: make those plugins of tests/faulty_plugin discoverable
+    through entry points, as if installed: a dist-info directory on sys.path (in this
+    process) and the environment to give a subprocess (returned)."""
+    import tomllib
+
+    from permalloc.plugin import pluginmanager
+
+    with open(os.path.join(FAULTY_PACKAGE, "pyproject.toml"), "rb") as fh:
+        points = tomllib.load(fh)["project"]["entry-points"]["permalloc"]
+
+    def enable(*names: str) -> dict[str, str]:
+        site = tmp_path / "faulty-site"
+        dist = site / "permalloc_faulty-0.1.0.dist-info"
+        dist.mkdir(parents=True, exist_ok=True)
+        (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: permalloc-faulty\nVersion: 0.1.0\n")
+        (dist / "entry_points.txt").write_text("[permalloc]\n" + "".join(f"{n} = {points[n]}\n" for n in names))
+        monkeypatch.syspath_prepend(FAULTY_PACKAGE)
+        monkeypatch.syspath_prepend(str(site))
+        pluginmanager.discover.cache_clear()
+        path = os.pathsep.join(p for p in (str(site), FAULTY_PACKAGE, os.environ.get("PYTHONPATH")) if p)
+        return {**os.environ, "PYTHONPATH": path}
+
+    yield enable
+    pluginmanager.discover.cache_clear()

@@ -1,0 +1,121 @@
+"""Plugins with one deliberate fault each (tests/framework/test_faulty_plugins.py).
+
+Each object below is one entry point of this package. A test enables the ones it needs;
+every other permalloc command must keep working and name the faulty plugin in one line.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from permalloc import hookimpl
+from permalloc.plugin.contract import PermAllocation
+from permalloc.run.scenario import Op, OpType
+
+
+class _Plugin:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+class _RaisingPolicies(_Plugin):
+    @hookimpl
+    def permalloc_register_policies(self) -> list:
+        raise RuntimeError("policy table missing")
+
+
+class _WrongScenarios(_Plugin):
+    @hookimpl
+    def permalloc_register_scenarios(self) -> list:
+        return [42]
+
+
+class _RaisingOps(_Plugin):
+    @hookimpl
+    def permalloc_register_ops(self) -> list:
+        raise KeyError("op table")
+
+
+class _RaisingCommands(_Plugin):
+    @hookimpl
+    def permalloc_add_commands(self, subparsers: Any) -> None:
+        raise RuntimeError("no parser for you")
+
+
+class BoomOp(Op):
+    op: Literal["faulty_boom"]
+
+
+class SpinOp(Op):
+    op: Literal["faulty_spin"]
+
+
+class EventOp(Op):
+    op: Literal["faulty_event"]
+
+
+def _boom(ctx: Any, op: BoomOp) -> None:
+    raise ZeroDivisionError("division by zero in the handler")
+
+
+def _spin(ctx: Any, op: SpinOp) -> None:
+    while True:  # a plugin that never returns: --timeout and killing the parent must stop it
+        pass
+
+
+def _event(ctx: Any, op: EventOp) -> None:
+    ctx.machine.emit("faulty_flush", 1, source="faulty")
+
+
+class _OpsPlugin(_Plugin):
+    def __init__(self, name: str, optype: OpType) -> None:
+        super().__init__(name)
+        self.optype = optype
+
+    @hookimpl
+    def permalloc_register_ops(self) -> list:
+        return [self.optype]
+
+
+class _SameAddressTwice(_Plugin):
+    """Answers permalloc_alloc first (tryfirst) once something is live: with its address."""
+
+    @hookimpl(tryfirst=True)
+    def permalloc_alloc(self, machine: Any, size: int, perm: Any, vrange: Any) -> PermAllocation | None:
+        live = list(machine.perm.live.values())
+        if not live:
+            return None
+        return PermAllocation(live[0].addr, size, perm, vrange.name, allocated=size)
+
+
+class _OutsideTheRange(_Plugin):
+    @hookimpl(tryfirst=True)
+    def permalloc_alloc(self, machine: Any, size: int, perm: Any, vrange: Any) -> PermAllocation:
+        return PermAllocation(vrange.end, size, perm, vrange.name, allocated=size)
+
+
+class _NanExtra(_Plugin):
+    @hookimpl
+    def permalloc_result_extra(self, machine: Any) -> dict:
+        return {"faulty": {"ratio": float("nan")}}
+
+
+class _DecliningArch(_Plugin):
+    """An arch plugin that serves no spec at all."""
+
+    @hookimpl
+    def permalloc_arch_describe(self, spec: Any, policy: Any) -> None:
+        return None
+
+
+raising_policies = _RaisingPolicies("faulty_policies")
+wrong_scenarios = _WrongScenarios("faulty_scenarios")
+raising_ops = _RaisingOps("faulty_ops")
+raising_commands = _RaisingCommands("faulty_commands")
+raising_handler = _OpsPlugin("faulty_handler", OpType("faulty_boom", BoomOp, _boom))
+spinning_handler = _OpsPlugin("faulty_spin", OpType("faulty_spin", SpinOp, _spin))
+undeclared_event = _OpsPlugin("faulty_event", OpType("faulty_event", EventOp, _event))
+same_address_twice = _SameAddressTwice("faulty_twice")
+outside_the_range = _OutsideTheRange("faulty_outside")
+nan_extra = _NanExtra("faulty_nan")
+declining_arch = _DecliningArch("faulty_declines")

@@ -1,0 +1,159 @@
+"""Each planted fault of tests/faulty_plugin gives one line naming the plugin, never a
+traceback, a hang or a dead command (issue 17: "Every plugin call guarded")."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from permalloc.cli import main
+
+ALLOC_TWO = [{"op": "alloc", "id": "a", "size": 4096, "perm": "RX"},
+             {"op": "alloc", "id": "b", "size": 4096, "perm": "RX"},
+             {"op": "free", "id": "a"}, {"op": "free", "id": "b"}]
+
+
+def _scenario(tmp_path, *ops):
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps({"name": "faults", "ops": list(ops)}))
+    return str(path)
+
+
+def _error(capsys) -> str:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.startswith("permalloc: error:")]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def test_broken_registrations_are_named_and_left_out(faulty_plugins, capsys):
+    faulty_plugins("faulty_policies", "faulty_scenarios", "faulty_ops", "faulty_commands", "faulty_import")
+    assert main(["policies", "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert {"linux-6.1", "legacy"} <= {p["name"] for p in json.loads(out)}  # the good plugins' policies
+    assert "Traceback" not in err
+    for line in ("plugin 'faulty_commands': permalloc_add_commands raised RuntimeError: no parser for you; "
+                 "its commands are left out",
+                 "plugin 'faulty_import' left out: failed to load permalloc_faulty.missing:plugin: "
+                 "ModuleNotFoundError: No module named 'permalloc_faulty.missing'",
+                 "plugin 'faulty_policies': permalloc_register_policies raised RuntimeError: policy table missing; "
+                 "what it registers is left out"):
+        assert f"permalloc: warning: {line}" in err.splitlines()
+    assert main(["scenarios"]) == 0
+    assert ("permalloc: warning: plugin 'faulty_scenarios': permalloc_register_scenarios returned int, expected a "
+            "list of ScenarioSource; what it registers is left out") in capsys.readouterr().err.splitlines()
+    assert main(["plugins", "--json"]) == 0
+    rows = {row["name"]: row for row in json.loads(capsys.readouterr().out)}
+    assert rows["faulty_import"]["kind"] == "broken" and rows["faulty_policies"]["kind"] != "broken"
+
+
+def test_a_raising_op_handler_names_its_plugin(faulty_plugins, tmp_path, capsys, arch):
+    faulty_plugins("faulty_handler")
+    assert main(["run", "-s", _scenario(tmp_path, {"op": "faulty_boom"}), "--arch", arch]) == 1
+    assert _error(capsys) == ("permalloc: error: ops[0] (faulty_boom): plugin 'faulty_handler': the handler of op "
+                              "'faulty_boom' raised ZeroDivisionError: division by zero in the handler")
+
+
+def test_an_undeclared_event_kind_is_named(faulty_plugins, tmp_path, capsys, arch):
+    faulty_plugins("faulty_event")
+    assert main(["run", "-s", _scenario(tmp_path, {"op": "faulty_event"}), "--arch", arch]) == 1
+    assert "event kind 'faulty_flush' (from faulty) is not registered" in _error(capsys)
+
+
+@pytest.mark.parametrize(("plugin", "problem"), [
+    ("faulty_twice", r"returned \[0x\w+, 0x\w+\), which overlaps live allocation \d+ at \[0x\w+, 0x\w+\)"),
+    ("faulty_outside", r"returned \[0x\w+, 0x\w+\), outside the module range \[0x\w+, 0x\w+\)"),
+])
+def test_a_bad_allocator_answer_names_the_plugin_when_it_answers(plugin, problem, faulty_plugins, tmp_path, capsys,
+                                                                  arch):
+    import re
+
+    faulty_plugins(plugin)
+    assert main(["run", "-s", _scenario(tmp_path, *ALLOC_TWO), "--arch", arch]) == 1
+    line = _error(capsys)
+    assert re.fullmatch(rf"permalloc: error: ops\[\d\] \(alloc\): plugin '{plugin}': permalloc_alloc {problem}", line)
+
+
+def test_a_nan_result_is_refused_by_name(faulty_plugins, tmp_path, capsys, arch):
+    faulty_plugins("faulty_nan")
+    out = tmp_path / "out.json"
+    out.write_text("old")
+    assert main(["run", "-s", _scenario(tmp_path, *ALLOC_TWO), "--arch", arch, "--format", "json",
+                 "-o", str(out)]) == 1
+    assert _error(capsys) == ("permalloc: error: plugin 'faulty_nan': permalloc_result_extra returned a non-finite "
+                              "number at faulty.ratio")
+    assert out.read_text() == "old"
+
+
+def test_an_arch_plugin_that_serves_no_spec_breaks_nothing(faulty_plugins, tmp_path, capsys, arch):
+    faulty_plugins("faulty_declines")
+    assert main(["run", "-s", _scenario(tmp_path, *ALLOC_TWO), "--arch", arch, "--format", "json"]) == 0
+    assert main(["plugins"]) == 0
+    assert main(["run", "-s", _scenario(tmp_path, *ALLOC_TWO), "--arch", "faulty"]) == 1
+    assert _error(capsys).endswith("(plugins that do not serve this spec and policy: faulty_declines)")
+
+
+def test_timeout_stops_a_plugin_that_never_returns(faulty_plugins, tmp_path, capsys, arch):
+    faulty_plugins("faulty_spin")
+    start = time.monotonic()
+    assert main(["run", "-s", _scenario(tmp_path, {"op": "faulty_spin"}), "--arch", arch, "--timeout", "1"]) == 1
+    assert time.monotonic() - start < 30
+    assert _error(capsys) == ("permalloc: error: ops[0] (faulty_spin): policy default: still running after "
+                              "--timeout 1 s; stopped")
+
+
+def _children(pid: int) -> set[int]:
+    found = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    fields = fh.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid and fields[0] != "Z":
+                found.add(int(entry))
+    return found
+
+
+def _wait(predicate, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return predicate()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_compare_workers_time_out_and_die_with_their_parent(faulty_plugins, tmp_path, arch):
+    env = faulty_plugins("faulty_spin")
+    argv = [sys.executable, "-m", "permalloc.cli", "compare", "-s", _scenario(tmp_path, {"op": "faulty_spin"}),
+            "--arch", arch, "-p", "legacy", "-p", "linux-6.1", "-j", "2", "-q"]
+    done = subprocess.run([*argv, "--timeout", "2"], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "still running after --timeout 2 s; stopped" in done.stderr.splitlines()[-1]
+    parent = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert _wait(lambda: len(_children(parent.pid)) >= 2, 60), "the workers never started"
+        workers = _children(parent.pid)
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(timeout=10)
+        assert _wait(lambda: not any(_alive(w) for w in workers), 20), "a worker outlived its parent"
+    finally:
+        parent.kill()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
