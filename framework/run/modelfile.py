@@ -26,8 +26,12 @@ def format_validation_error(exc: ValidationError, prefix: str = "", tagged: bool
         del loc[1]
     text = prefix
     for item in loc:
-        text += f"[{item}]" if isinstance(item, int) else f".{item}"
-    return f"{text.lstrip('.') or 'value'}: {err['msg'].removeprefix('Value error, ')}"
+        if isinstance(item, int):
+            text += f"[{item}]"
+        else:  # a key as the file spells it, quoted if it would not read as one word (found by modelfuzz)
+            text += f".{item}" if str(item).isprintable() and " " not in str(item) else f".{str(item)!r}"
+    message = " ".join(err["msg"].removeprefix("Value error, ").split())
+    return f"{text.lstrip('.') or 'value'}: {message}"
 
 
 def parse_json(text: str) -> Any:

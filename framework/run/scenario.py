@@ -135,7 +135,7 @@ class Scenario(BaseModel):
         where = origin or f"scenario {self.name!r}"
         for index, raw in enumerate(self.ops):
             name = raw.get("op") if isinstance(raw, dict) else None
-            if name not in registry:
+            if not isinstance(name, str) or name not in registry:  # {"op": []} too (found by modelfuzz)
                 known = ", ".join(sorted(registry))
                 raise SpecError(f"{where}: ops[{index}].op: unknown op {name!r}; known ops: {known}")
         adapter = _adapter(tuple(op.model for op in registry.values()))
