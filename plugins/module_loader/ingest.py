@@ -257,12 +257,13 @@ def read_bounded(path: str, max_size: int = DEFAULT_MAX_MODULE_SIZE) -> bytes:
             if os.fstat(raw.fileno()).st_size > max_size:
                 raise _Malformed(f"{too_big} on disk")
             reader = _decompressed(path, raw)
-            out = bytearray()
-            while chunk := reader.read(min(_CHUNK, max_size + 1 - len(out))):
-                out += chunk
-                if len(out) > max_size:
+            chunks, size = [], 0  # joined once at the end: a growing bytearray may briefly hold twice the cap
+            while chunk := reader.read(min(_CHUNK, max_size + 1 - size)):
+                chunks.append(chunk)
+                size += len(chunk)
+                if size > max_size:
                     raise _Malformed(f"inflates to {too_big}")
-            return bytes(out)
+            return b"".join(chunks)
     except _Malformed:
         raise
     except OSError as exc:
