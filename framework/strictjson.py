@@ -31,9 +31,21 @@ def nonfinite_path(value: Any, path: str = "") -> str | None:
     return None
 
 
-def dumps(value: Any, what: str, **kwargs: Any) -> str:
-    """``json.dumps`` with ``allow_nan=False``; ``what`` names the document in the error."""
+def problem(value: Any) -> str | None:
+    """Why ``value`` cannot be written as strict JSON (a NaN's path, a type JSON has not), or None."""
     bad = nonfinite_path(value)
     if bad:
-        raise OutputError(f"{what}: {bad} is not a finite number; strict JSON cannot hold it")
-    return json.dumps(value, allow_nan=False, **kwargs)
+        return f"{bad} is not a finite number"
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as exc:  # a set, an object, a key JSON cannot have
+        return " ".join(str(exc).split())
+    return None
+
+
+def dumps(value: Any, what: str, **kwargs: Any) -> str:
+    """``json.dumps`` with ``allow_nan=False``; ``what`` names the document in the error."""
+    try:
+        return json.dumps(value, allow_nan=False, **kwargs)
+    except (TypeError, ValueError):
+        raise OutputError(f"{what}: {problem(value)}; strict JSON cannot hold it") from None

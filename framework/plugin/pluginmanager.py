@@ -21,7 +21,7 @@ import pluggy
 from permalloc.errors import PermallocError, PluginError, PluginWarning, SpecError
 from permalloc.model.archinfo import ArchInfo
 from permalloc.plugin import hookspecs
-from permalloc.strictjson import nonfinite_path
+from permalloc.strictjson import problem as json_problem
 
 ENTRY_POINT_GROUP = "permalloc"
 
@@ -277,7 +277,8 @@ def _guard(pm: pluggy.PluginManager) -> None:
                 impl.function = _guarded(impl.function, impl.plugin_name, caller_name, None)
 
 
-# Hooks whose answers go into results as they are: a NaN or infinity there is refused by name.
+# Hooks whose answers go into results as they are: a NaN, an infinity or anything JSON has no
+# type for (a set, an object) is refused by name.
 WRITTEN_OUT = ("permalloc_result_extra", "permalloc_measurement_check")
 
 
@@ -301,8 +302,8 @@ def _guarded(func: Any, plugin: str, hook: str, expected: type | tuple[type, ...
                 f"plugin {plugin!r}: {hook} returned {type(result).__name__}, expected "
                 f"{hookspecs.RETURN_TYPES[hook]}"
             )
-        if hook in WRITTEN_OUT and (bad := nonfinite_path(result)):
-            raise PluginError(f"plugin {plugin!r}: {hook} returned a non-finite number at {bad}")
+        if hook in WRITTEN_OUT and (bad := json_problem(result)):
+            raise PluginError(f"plugin {plugin!r}: {hook} returned what strict JSON cannot hold: {bad}")
         if answered is not None and result is not None:
             answered[hook] = plugin
         return result

@@ -81,14 +81,18 @@ def test_a_bad_allocator_answer_names_the_plugin_when_it_answers(plugin, problem
     assert re.fullmatch(rf"permalloc: error: ops\[\d\] \(alloc\): plugin '{plugin}': permalloc_alloc {problem}", line)
 
 
-def test_a_nan_result_is_refused_by_name(faulty_plugins, tmp_path, capsys, arch):
-    faulty_plugins("faulty_nan")
+@pytest.mark.parametrize(("plugin", "problem"), [
+    ("faulty_nan", "faulty.ratio is not a finite number"),
+    ("faulty_set", "Object of type set is not JSON serializable"),
+])
+def test_a_result_strict_json_cannot_hold_is_refused_by_name(plugin, problem, faulty_plugins, tmp_path, capsys, arch):
+    faulty_plugins(plugin)
     out = tmp_path / "out.json"
     out.write_text("old")
     assert main(["run", "-s", _scenario(tmp_path, *ALLOC_TWO), "--arch", arch, "--format", "json",
                  "-o", str(out)]) == 1
-    assert _error(capsys) == ("permalloc: error: plugin 'faulty_nan': permalloc_result_extra returned a non-finite "
-                              "number at faulty.ratio")
+    assert _error(capsys) == (f"permalloc: error: plugin '{plugin}': permalloc_result_extra returned what strict "
+                              f"JSON cannot hold: {problem}")
     assert out.read_text() == "old"
 
 

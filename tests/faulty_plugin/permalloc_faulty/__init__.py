@@ -100,6 +100,12 @@ class _NanExtra(_Plugin):
         return {"faulty": {"ratio": float("nan")}}
 
 
+class _SetExtra(_Plugin):
+    @hookimpl
+    def permalloc_result_extra(self, machine: Any) -> dict:
+        return {"faulty": {"cpus": {0, 1}}}
+
+
 class _DecliningArch(_Plugin):
     """An arch plugin that serves no spec at all."""
 
@@ -118,4 +124,5 @@ undeclared_event = _OpsPlugin("faulty_event", OpType("faulty_event", EventOp, _e
 same_address_twice = _SameAddressTwice("faulty_twice")
 outside_the_range = _OutsideTheRange("faulty_outside")
 nan_extra = _NanExtra("faulty_nan")
+set_extra = _SetExtra("faulty_set")
 declining_arch = _DecliningArch("faulty_declines")
