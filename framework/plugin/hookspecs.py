@@ -722,7 +722,8 @@ FAMILY_ADVICE: dict[str, str] = {
     "observer": "Plugin modules are shared between machines: keep per-machine state in "
     "machine.state(key, factory).",
     "registry": "Called when the framework builds a registry or a report, not per event: return "
-    "fresh objects, and prefix the names you contribute where they could clash.",
+    "fresh objects, and prefix the names you contribute where they could clash. An implementation "
+    "that raises or returns anything but a list of its type is named in a warning and left out.",
 }
 
 # Hooks whose implementations the framework calls one by one (impl.function) instead of
