@@ -734,4 +734,8 @@ CALLED_PER_IMPLEMENTATION: dict[str, str] = {
     "permalloc_applies": "every implementation answers for itself and must return a bool",
     "permalloc_event": "the machine does it for speed, for every event: be quick",
     "permalloc_elf_machines": "every implementation contributes; an e_machine contributed twice is an error",
+    **dict.fromkeys(("permalloc_register_policies", "permalloc_register_scenarios", "permalloc_register_workloads",
+                     "permalloc_register_ops", "permalloc_event_kinds", "permalloc_report_columns"),
+                    "every implementation contributes; one that raises or returns anything but a list of the type "
+                    "is named in a warning and left out"),
 }

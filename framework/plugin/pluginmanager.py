@@ -197,6 +197,8 @@ def collect(pm: pluggy.PluginManager, hookname: str, expected: type, **kwargs: A
     in a :class:`~permalloc.errors.PluginWarning` and left out; the others are kept."""
     items: list[tuple[str, Any]] = []
     for impl in reversed(getattr(pm.hook, hookname).get_hookimpls()):  # pluggy's call order
+        if impl.hookwrapper or impl.wrapper:  # nothing to wrap: each implementation is called on its own
+            continue
         try:
             batch = impl.function(*[kwargs[arg] for arg in impl.argnames])
         except Exception as exc:  # noqa: BLE001 - a broken registration is named and left out
