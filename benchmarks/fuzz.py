@@ -1,9 +1,11 @@
 """Long fuzz run: the ingest target and the scenario/policy file targets, on demand.
 
-    python benchmarks/fuzz.py [--inputs 10000] [--hang 10] [--seed-dir DIR] [--save DIR] [--json]
+    python benchmarks/fuzz.py [--inputs 10000] [--hang 10] [--seed-dir DIR] [--seeds 2] [--save DIR] [--json]
 
 Runs the targets of ``permalloc.plugins.module_loader.fuzz`` (structured mutations of the
-real modules in DIR, default tests/plugins/module_loader/data/seeds) and
+``--seeds`` smallest real modules under DIR: an extracted Debian linux-image package, default
+the first /work/kernel/*/lib/modules or /tmp/kernel/*/lib/modules; docs/workload.md says how
+to get one) and
 ``permalloc.run.modelfuzz`` (scenario and policy files), ``--inputs`` in all, split evenly.
 Reports per target: inputs tried, accepted, refused, crashes (any other exception, or a
 message that is not one line naming the file), hangs (an input taking longer than
@@ -15,6 +17,7 @@ Target (issue 14): 10,000+ inputs, 0 crashes, 0 hangs. Exit status 1 if any.
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import resource
 import sys
@@ -34,8 +37,26 @@ from permalloc.run.modelfuzz import check_policy, check_scenario, documents, pol
 from permalloc.run.scenario import op_types
 from permalloc.run.timeout import RunTimeout, time_limit
 
-ROOT = Path(__file__).resolve().parent.parent
-SEEDS = ROOT / "tests" / "plugins" / "module_loader" / "data" / "seeds"
+PACKAGES = ("/work/kernel/image-*/lib/modules", "/work/kernel/*/image-*/lib/modules", "/tmp/kernel/image-*/lib/modules")
+
+
+def default_seed_dir() -> Path | None:
+    for pattern in PACKAGES:
+        for found in sorted(glob.glob(pattern)):
+            return Path(found)
+    return None
+
+
+def smallest_seeds(directory: Path, count: int) -> list[Seed]:
+    """The ``count`` smallest .ko files that have symbols and relocations to mutate."""
+    seeds = []
+    for path in sorted(directory.rglob("*.ko"), key=lambda p: (p.stat().st_size, str(p))):
+        seed = Seed.read(path)
+        if seed.symtab[1] and seed.relas:
+            seeds.append(seed)
+            if len(seeds) == count:
+                break
+    return seeds
 
 
 def run_target(name: str, strategy: st.SearchStrategy, check: Callable[[object], str], inputs: int, hang: float,
@@ -78,13 +99,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--inputs", type=int, default=10_000, help="inputs over all targets (default: %(default)s)")
     parser.add_argument("--hang", type=float, default=10.0, help="seconds after which an input counts as a hang")
-    parser.add_argument("--seed-dir", type=Path, default=SEEDS, help="real modules to mutate (default: %(default)s)")
+    parser.add_argument("--seed-dir", type=Path, default=default_seed_dir(),
+                        help="an extracted package's lib/modules (default: %(default)s)")
+    parser.add_argument("--seeds", type=int, default=2, help="how many of its smallest modules to mutate")
     parser.add_argument("--save", type=Path, default=Path("fuzz-crashers"), help="where crashers are written")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args()
-    seeds = [Seed.read(p) for p in sorted(args.seed_dir.glob("*.ko*"))]
+    seeds = smallest_seeds(args.seed_dir, args.seeds) if args.seed_dir else []
     if not seeds:
-        parser.error(f"no .ko files in {args.seed_dir}")
+        parser.error(f"no uncompressed .ko with symbols and relocations under {args.seed_dir}; give --seed-dir "
+                     "(an extracted linux-image package, docs/workload.md)")
     registry = op_types(registry_manager())
     tmp = Path(tempfile.mkdtemp(prefix="permalloc-fuzz-"))
     share = max(1, args.inputs // (len(seeds) + 2))

@@ -8,7 +8,8 @@ anywhere in the field's width. The target holds ingestion to its contract: every
 a module record or an :class:`~permalloc.errors.IngestError` of one line naming the file.
 
 hypothesis draws the mutations (``tests/plugins/module_loader/test_fuzz.py`` runs a small
-budget, ``benchmarks/fuzz.py`` a long one).
+budget on the objects the tests build with gcc, ``benchmarks/fuzz.py`` a long one on real
+Debian modules).
 """
 
 from __future__ import annotations
