@@ -33,13 +33,11 @@ def nonfinite_path(value: Any, path: str = "") -> str | None:
 
 def problem(value: Any) -> str | None:
     """Why ``value`` cannot be written as strict JSON (a NaN's path, a type JSON has not), or None."""
-    bad = nonfinite_path(value)
-    if bad:
-        return f"{bad} is not a finite number"
     try:
         json.dumps(value, allow_nan=False)
-    except (TypeError, ValueError) as exc:  # a set, an object, a key JSON cannot have
-        return " ".join(str(exc).split())
+    except (TypeError, ValueError) as exc:  # a NaN, a set, an object, a key JSON cannot have
+        bad = nonfinite_path(value)
+        return f"{bad} is not a finite number" if bad else " ".join(str(exc).split())
     return None
 
 

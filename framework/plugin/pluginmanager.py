@@ -271,7 +271,8 @@ def _guard(pm: pluggy.PluginManager) -> None:
         expected = _expected_type(typename)
         for impl in getattr(pm.hook, hookname).get_hookimpls():
             if not (impl.hookwrapper or impl.wrapper) and not getattr(impl.function, "_permalloc_guarded", False):
-                impl.function = _guarded(impl.function, impl.plugin_name, hookname, expected, answered)
+                impl.function = _guarded(impl.function, impl.plugin_name, hookname, expected,
+                                         answered if hookname in ANSWER_NAMED else None)
     for caller_name in ("permalloc_module_going", "permalloc_event", "permalloc_machine_start", "permalloc_machine_boot",
                         "permalloc_machine_release", "permalloc_add_commands", "permalloc_run_report"):
         for impl in getattr(pm.hook, caller_name).get_hookimpls():
@@ -282,6 +283,11 @@ def _guard(pm: pluggy.PluginManager) -> None:
 # Hooks whose answers go into results as they are: a NaN, an infinity or anything JSON has no
 # type for (a set, an object) is refused by name.
 WRITTEN_OUT = ("permalloc_result_extra", "permalloc_measurement_check")
+
+
+# Hooks whose answer is checked after the call (PermAlloc._check_placement): which plugin gave
+# it is recorded, for the error to name it; other hooks pay nothing for this.
+ANSWER_NAMED = ("permalloc_alloc",)
 
 
 def answered_by(pm: pluggy.PluginManager, hook: str) -> str:

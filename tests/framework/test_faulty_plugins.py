@@ -113,18 +113,24 @@ def test_timeout_stops_a_plugin_that_never_returns(faulty_plugins, tmp_path, cap
                               "--timeout 1 s; stopped")
 
 
+def _stat(pid: int | str) -> tuple[str, int] | None:
+    """(state, parent pid) from /proc/PID/stat, None once the process is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return fields[0], int(fields[1])
+
+
+def _alive(pid: int) -> bool:
+    stat = _stat(pid)
+    return stat is not None and stat[0] != "Z"
+
+
 def _children(pid: int) -> set[int]:
-    found = set()
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as fh:
-                    fields = fh.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid and fields[0] != "Z":
-                found.add(int(entry))
-    return found
+    return {int(entry) for entry in os.listdir("/proc") if entry.isdigit()
+            and (stat := _stat(entry)) is not None and stat[1] == pid and stat[0] != "Z"}
 
 
 def _wait(predicate, seconds: float) -> bool:
@@ -154,10 +160,3 @@ def test_compare_workers_time_out_and_die_with_their_parent(faulty_plugins, tmp_
     finally:
         parent.kill()
 
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
