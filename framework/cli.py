@@ -62,6 +62,19 @@ def _machine_args(parser: argparse.ArgumentParser, arch_help: str) -> None:
     group.add_argument("--seed", type=int, default=0, help="seed of every random choice (default: %(default)s)")
 
 
+class _PipeConsole(Console):
+    """rich exits with status 1 when the reader of stdout is gone (`| head`); here that is the
+    closed pipe main() already treats as success."""
+
+    def on_broken_pipe(self) -> None:
+        raise BrokenPipeError
+
+
+def _stdout_console(min_width: int = 120) -> Console:
+    """Tables on stdout, at least ``min_width`` wide (wider terminals get their width)."""
+    return _PipeConsole(width=max(min_width, Console().width))
+
+
 def _seconds(text: str) -> float:
     """argparse type: a positive, finite number of seconds."""
     try:
@@ -163,7 +176,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         else:
             hooks = ", ".join(h.removeprefix("permalloc_") for h in row["hooks"])
         table.add_row(row["name"], kind, row["version"], row["origin"], hooks)
-    Console(width=max(120, Console().width)).print(table)
+    _stdout_console().print(table)
     return 0
 
 
@@ -231,7 +244,7 @@ def cmd_workloads(args: argparse.Namespace) -> int:
     for source in known.values():
         table.add_row(source.name, source.kernel_release, f"{source.package}\n({source.version})",
                       str(source.modules), source.machine)
-    Console(width=max(120, Console().width)).print(table)
+    _stdout_console().print(table)
     return 0
 
 
@@ -270,7 +283,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.format == "json":
         _write_output(strictjson.dumps(report_json(scenario.name, spec, [result]), "the results", indent=2) + "\n", args.output)
     else:
-        console = Console(width=max(120, Console().width))
+        console = _stdout_console()
         print_tables(scenario.name, [result], console, report_columns(pm))
         pm.hook.permalloc_run_report(args=args, result=result, console=console)
     return 0
@@ -317,7 +330,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     elif args.format == "csv":
         _write_output(report_csv(scenario.name, results), args.output)
     else:
-        print_tables(scenario.name, results, Console(width=max(120, Console().width)), report_columns(pm))
+        print_tables(scenario.name, results, _stdout_console(), report_columns(pm))
     return 0
 
 
@@ -340,7 +353,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if args.format == "json":
         _write_output(strictjson.dumps(report, "the validation report", indent=2) + "\n", args.output)
     else:
-        validate.print_report(report, Console(width=max(100, Console().width)))
+        validate.print_report(report, _stdout_console(100))
     return 0
 
 
