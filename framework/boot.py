@@ -7,7 +7,7 @@ The order is the kernel's (init/main.c: start_kernel, kernel_init):
 2. the direct map (the arch's init_mem_mapping);
 3. memblock allocations: the struct page array (mm/sparse.c: sparse_init allocates
    PAGES_PER_SECTION * sizeof(struct page) per present section, section-map aligned,
-   top-down per node);
+   top-down per node), then the first per-CPU chunk (setup_per_cpu_areas);
 4. zones (the arch's zone limits) and ``memblock_free_all`` of the early part, then what
    start_kernel does on top of it (stage ``mm_init``: x86 preallocates the vmalloc area's
    top-level page tables, write-protects the IDT, frees the SMP alternatives);
@@ -15,7 +15,7 @@ The order is the kernel's (init/main.c: start_kernel, kernel_init):
 6. initcalls (``permalloc_machine_boot`` stage ``initcalls``), with the watermarks and
    per-CPU list sizes of init_per_zone_wmark_min (a postcore initcall);
 7. populate_rootfs: the initramfs is unpacked into the page cache (tmpfs, movable) and
-   the initrd freed (free_initrd_mem);
+   the initrd freed (free_initrd_mem), by async work on the CPU after the boot CPU;
 8. the end of kernel_init (stage ``late``: the arch's free_initmem and mark_rodata_ro).
 """
 
@@ -36,7 +36,8 @@ from permalloc.model.memblock import (
 )
 from permalloc.model.pagecache import PageCache
 from permalloc.model.pages import PAGE_SHIFT, PAGE_SIZE
-from permalloc.model.physmem import PhysMem
+from permalloc.model.percpu import embed_first_chunk
+from permalloc.model.physmem import PhysMem, node_of_cpu
 
 if TYPE_CHECKING:
     from permalloc.machine import Machine
@@ -133,6 +134,12 @@ def boot(machine: Machine) -> None:
                                    ((r.end >> PAGE_SHIFT) - 1) // PAGES_PER_SECTION + 1)}
         map_size = PAGES_PER_SECTION * STRUCT_PAGE_SIZE
         memblock.alloc(len(sections) * map_size, map_size, "memmap", node=node)
+    # start_kernel: setup_per_cpu_areas, after setup_arch
+    static = image.marker("__per_cpu_end") - image.marker("__per_cpu_start") \
+        if image is not None and "__per_cpu_start" in image.layout else 0
+    node_count = len({r.node for r in boot_mem.memory})
+    embed_first_chunk(memblock, static, boot_mem.percpu_atom, spec.cpus,
+                      lambda cpu: node_of_cpu(cpu, spec.cpus, node_count))
     machine.memblock = memblock
     nodes, present = _zones(boot_mem, memblock)
     deferred: dict[int, int] = {}
@@ -146,6 +153,10 @@ def boot(machine: Machine) -> None:
         node = zones[0].node if zones else 0
         for start, end in memblock.free_ranges(node):
             _free_range(zones, -(-start // PAGE_SIZE), end // PAGE_SIZE, deferred, later)
+    for zones in nodes:
+        for zone in zones:
+            if id(zone) in deferred:
+                zone.defer_pageblocks(deferred[id(zone)], [(s, e) for z, s, e in later if z is zone])
     machine.hook.permalloc_machine_boot(machine=machine, stage="mm_init")
     for zone, start, end in later:  # page_alloc_init_late: deferred_init_memmap
         _free_blocks(zone, start, end)
@@ -153,16 +164,26 @@ def boot(machine: Machine) -> None:
     machine.page_cache = PageCache(phys)
     machine.hook.permalloc_machine_boot(machine=machine, stage="initcalls")
     if boot_mem.initrd is not None:
-        # populate_rootfs: unpack into rootfs (tmpfs, movable pages), then free_initrd_mem
-        machine.page_cache.fill(boot_mem.initrd[1] // PAGE_SIZE, BOOT_CPU)
+        # populate_rootfs: unpack into rootfs (tmpfs, movable pages), then free_initrd_mem, in
+        # an async work item (init/initramfs.c: do_populate_rootfs) on another CPU
+        cpu = async_cpu(spec.cpus)
+        machine.page_cache.fill(boot_mem.initrd[1] // PAGE_SIZE, cpu)
         start, size = boot_mem.initrd
-        free_reserved_area(machine, start, start + size, "initrd")
+        free_reserved_area(machine, start, start + size, "initrd", cpu)
     machine.hook.permalloc_machine_boot(machine=machine, stage="late")
 
 
-def free_reserved_area(machine: Machine, start: int, end: int, what: str) -> int:
+def async_cpu(cpus: int) -> int:
+    """Where boot's async work runs: kernel/async.c queues it on system_unbound_wq, and the
+    worker woken while kernel_init keeps the boot CPU busy goes to the first idle CPU after
+    it (kernel/sched/fair.c: select_idle_cpu scans for_each_cpu_wrap from target + 1)."""
+    return (BOOT_CPU + 1) % cpus
+
+
+def free_reserved_area(machine: Machine, start: int, end: int, what: str, cpu: int = BOOT_CPU) -> int:
     """mm/page_alloc.c: free_reserved_area: each page of [start, end) to the page allocator
-    (free_reserved_page -> __free_page on the boot CPU); the pages become managed."""
+    (free_reserved_page -> __free_page on ``cpu``, the boot CPU unless async work frees it);
+    the pages become managed."""
     memblock = machine.memblock
     first, last = -(-start // PAGE_SIZE), end // PAGE_SIZE
     memblock.unreserve(first * PAGE_SIZE, last * PAGE_SIZE)
@@ -171,6 +192,6 @@ def free_reserved_area(machine: Machine, start: int, end: int, what: str) -> int
     for pfn in range(first, last):
         zone = phys.zone_of(pfn)
         zone.managed += 1
-        phys.give(pfn, BOOT_CPU)
+        phys.give(pfn, cpu)
         freed += 1
     return freed

@@ -349,7 +349,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     workload = resolve_workload(pm, args.workload) if args.workload else None
     _check_outputs(args)
     report = validate.validate(args.files, pm, policies(pm), arch=args.arch, policy=policy, memory=memory,
-                               seed=args.seed, workload=workload)
+                               seed=args.seed, workload=workload, cpu=args.cpu)
     if args.format == "json":
         _write_output(strictjson.dumps(report, "the validation report", indent=2) + "\n", args.output)
     else:
@@ -455,6 +455,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workload", help="workload name or file of the measured kernel (default: a workload file among "
                    "FILE|DIR, else the registered workload of the measured release)")
     p.add_argument("--seed", type=int, default=0, help="seed of every random choice (default: %(default)s)")
+    p.add_argument("--cpu", type=int, default=0, help="CPU of the task that ran the measured operations (default: "
+                   "%(default)s, the boot CPU, where the initramfs' init runs)")
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.add_argument("-o", "--output", help="write the JSON here instead of stdout")
     p.set_defaults(func=cmd_validate)

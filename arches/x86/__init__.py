@@ -102,6 +102,10 @@ def permalloc_arch_mechanisms(machine: Machine) -> ArchMechanisms:
     return mechanisms.mechanisms(machine)
 
 
+# arch/x86/kernel/setup_percpu.c: setup_per_cpu_areas embeds the first chunk with
+# atom_size = PMD_SIZE on 64-bit ("so that embedded percpu areas are aligned to PMD")
+PERCPU_ATOM = 2 << 20
+
 # arch/x86/mm/init.c: zone_sizes_init (MAX_DMA_PFN = 16 MiB, MAX_DMA32_PFN = 4 GiB)
 ZONES = [("DMA", 16 << 20), ("DMA32", 1 << 32), ("Normal", None)]
 
@@ -113,7 +117,8 @@ def permalloc_arch_boot_memory(spec: MachineSpec, image) -> BootMemory:
     reserved = [(0, platform.REAL_MODE_RESERVE, "first 1 MiB (reserve_real_mode)")]
     avoid = [(fw.initrd[0], fw.initrd[0] + fw.initrd[1])] if fw.initrd else []
     phys = platform.kaslr_phys(memory, image.size, avoid, spec.seed) if image is not None else None
-    return BootMemory(fw.name, fw.e820, memory, ZONES, reserved, kernel_phys=phys, initrd=fw.initrd)
+    return BootMemory(fw.name, fw.e820, memory, ZONES, reserved, kernel_phys=phys, initrd=fw.initrd,
+                      percpu_atom=PERCPU_ATOM)
 
 
 @hookimpl

@@ -1,8 +1,9 @@
 """The buddy allocator of one zone (mm/page_alloc.c, Linux 6.1; 6.12 behaves the same here).
 
 Free blocks live on ``free_area[order].free_list[migratetype]`` (:mod:`.freelist`); every
-pageblock (2^pageblock_order pages) has a migratetype, MOVABLE at boot
-(mm/page_alloc.c: memmap_init_range). Allocation takes the smallest block of the wanted
+pageblock (2^pageblock_order pages) has a migratetype: MOVABLE where memmap_init_range or
+deferred_free_range set it at boot, UNMOVABLE (0, the zeroed pageblock bitmap) where deferred
+init never did (see :meth:`Zone.defer_pageblocks`). Allocation takes the smallest block of the wanted
 migratetype and splits it (``__rmqueue_smallest`` + ``expand``); when the wanted lists are
 empty it steals the *largest* block of a fallback type and, for unmovable and reclaimable
 requests, the rest of its pageblock (``__rmqueue_fallback``, ``steal_suitable_fallback``).
@@ -16,7 +17,9 @@ the migratetype (when not MOVABLE), its explicit free blocks and its movable pag
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Iterator
+from itertools import chain
 
 from .freelist import FreeList, Run
 
@@ -59,7 +62,9 @@ class Zone:
         self.pageblock_pages = 1 << pageblock_order
         self.free_area = [[FreeList() for _ in range(MIGRATETYPES)] for _ in range(max_order)]
         self._free: dict[int, tuple[int, int]] = {}  # explicit free block pfn -> (order, mt)
-        self._pb_mt: dict[int, int] = {}  # pageblock -> migratetype, where not MOVABLE
+        self._pb_mt: dict[int, int] = {}  # pageblock -> migratetype, where not its boot type
+        self._boot_unmovable: list[tuple[int, int]] = []  # [first, end) pageblocks left UNMOVABLE at boot
+        self._boot_starts: list[int] = []
         self._pb_free: dict[int, set[int]] = {}  # pageblock -> its explicit free blocks below pageblock order
         self._pb_movable: dict[int, int] = {}  # pageblock -> movable pages in use (PageLRU / __PageMovable)
         self.nr_free = 0  # NR_FREE_PAGES
@@ -73,22 +78,51 @@ class Zone:
     def pageblock(self, pfn: int) -> int:
         return pfn >> self.pageblock_order
 
+    def _boot_mt(self, block: int) -> int:
+        i = bisect_right(self._boot_starts, block) - 1
+        return UNMOVABLE if i >= 0 and block < self._boot_unmovable[i][1] else MOVABLE
+
     def pageblock_mt(self, pfn: int) -> int:
         """get_pfnblock_migratetype."""
-        return self._pb_mt.get(pfn >> self.pageblock_order, MOVABLE)
+        block = pfn >> self.pageblock_order
+        found = self._pb_mt.get(block)
+        return found if found is not None else self._boot_mt(block)
 
     def set_pageblock_mt(self, pfn: int, mt: int) -> None:
         block = pfn >> self.pageblock_order
-        if self._pb_mt.get(block, MOVABLE) != mt:
+        if self.pageblock_mt(pfn) != mt:
             self.steals += 1
-        if mt == MOVABLE:
+        if mt == self._boot_mt(block):
             self._pb_mt.pop(block, None)
         else:
             self._pb_mt[block] = mt
 
+    def defer_pageblocks(self, first_pfn: int, free: list[tuple[int, int]]) -> None:
+        """Pageblock types of the deferred part [first_pfn, end_pfn) of the zone.
+
+        memmap_init_range stops at the first deferred pfn (defer_init), and deferred init
+        (mm/page_alloc.c: deferred_init_memmap -> deferred_free_range) walks only the free
+        ranges, setting MIGRATE_MOVABLE at each pageblock-aligned pfn it frees. A pageblock
+        whose first pfn is reserved then (kernel image, initrd, memmap, other memblock
+        allocations) keeps the zeroed bitmap's type, UNMOVABLE: its free tail and whatever is
+        freed into it later (free_initrd_mem, free_initmem) go to the unmovable lists.
+        ``free`` is the deferred free ranges [start, end) in pfns, ascending."""
+        shift = self.pageblock_order
+        block, end = -(-first_pfn >> shift), -(-self.end_pfn >> shift)
+        for start, stop in free:
+            covered = -(-start >> shift), -(-stop >> shift)  # blocks whose first pfn is in [start, stop)
+            if covered[0] > block:
+                self._boot_unmovable.append((block, covered[0]))
+            block = max(block, covered[1])
+        if block < end:
+            self._boot_unmovable.append((block, end))
+        self._boot_starts = [first for first, _ in self._boot_unmovable]
+
     def pageblocks_of(self, mt: int) -> Iterator[int]:
-        """Pageblocks (by index) of a non-MOVABLE type."""
-        return (block for block, t in self._pb_mt.items() if t == mt)
+        """Pageblocks (by index) of a type other than MOVABLE."""
+        boot = (b for first, end in self._boot_unmovable for b in range(first, end)
+                if mt == UNMOVABLE and b not in self._pb_mt)
+        return chain((block for block, t in self._pb_mt.items() if t == mt), boot)
 
     def count_movable(self, pfn: int, npages: int) -> None:
         """Movable pages of [pfn, pfn+npages) came into (npages > 0) or left (< 0) use."""

@@ -48,6 +48,7 @@ class BootMemory:
     kernel_phys: int | None = None
     initrd: tuple[int, int] | None = None  # (start, size)
     max_order: int = 11  # MAX_ORDER: orders 0..10
+    percpu_atom: int = 4096  # pcpu_embed_first_chunk's atom_size (PAGE_SIZE in mm/percpu.c's default)
     pageblock_order: int = 9
 
 

@@ -29,6 +29,12 @@ def min_free_kbytes(lowmem_kbytes: int) -> int:
     return max(128, min(math.isqrt(lowmem_kbytes * 16), 262144))
 
 
+def node_of_cpu(cpu: int, cpus: int, nodes: int) -> int:
+    """CPUs are numbered node by node, as ACPI SRAT lists them on the platforms modelled."""
+    per_node = max(1, -(-cpus // nodes))
+    return min(cpu // per_node, nodes - 1)
+
+
 class PhysMem:
     """Every zone of every node, and the per-CPU lists of the CPUs that used them."""
 
@@ -48,9 +54,7 @@ class PhysMem:
 
     # -- topology ---------------------------------------------------------------------------
     def node_of_cpu(self, cpu: int) -> int:
-        """CPUs are numbered node by node, as ACPI SRAT lists them on the platforms modelled."""
-        per_node = max(1, -(-self.cpus // len(self.nodes)))
-        return min(cpu // per_node, len(self.nodes) - 1)
+        return node_of_cpu(cpu, self.cpus, len(self.nodes))
 
     def zone_of(self, pfn: int) -> Zone:
         for start, i in reversed(self._starts):

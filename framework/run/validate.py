@@ -22,6 +22,7 @@ from typing import Any
 
 import pandas as pd
 
+from permalloc.boot import BOOT_CPU
 from permalloc.errors import SpecError
 from permalloc.machine import Machine
 from permalloc.mechanisms.cpa import SET_MEMORY
@@ -188,11 +189,13 @@ class Tally:
                 c["vm_unmap_aliases"] += 1  # change_page_attr_set_clr, once the masks are not empty
 
 
-def replay(measurement: Measurement, machine: Machine, tally: Tally) -> list[dict[str, Any]]:
+def replay(measurement: Measurement, machine: Machine, tally: Tally, cpu: int = BOOT_CPU) -> list[dict[str, Any]]:
     """Run every measured event as an op on ``machine`` (built with ``tally`` among its
-    plugins); return per-event simulated counts and the plugins' column checks."""
+    plugins), by one task on ``cpu``; return per-event simulated counts and the plugins'
+    column checks."""
     registry = op_types(machine.pm)
     ctx = RunContext(machine)
+    ctx.task_cpu = cpu
     out = []
     for index, row in enumerate(measurement.events.to_dict("records")):
         text_row = {k: str(v) for k, v in row.items()}
@@ -203,6 +206,7 @@ def replay(measurement: Measurement, machine: Machine, tally: Tally) -> list[dic
             (model,) = Scenario(name="validate", ops=[op]).validated(registry, origin=f"{row['_file']} seq {row['seq']}")
         except SpecError as exc:
             raise MeasurementError(str(exc)) from None
+        ctx.task_cpu = sending_cpu(row, machine.spec.cpus, ctx.task_cpu)
         before = machine.directmap.meminfo()
         tally.current = collections.Counter()
         ctx.op_index = machine.op_index = index
@@ -220,6 +224,20 @@ def replay(measurement: Measurement, machine: Machine, tally: Tally) -> list[dic
         out.append({"event": row["event"], "object": row["object"], "seq": row["seq"], "simulated": counts,
                     "checks": checks})
     return out
+
+
+def sending_cpu(row: dict[str, Any], cpus: int, previous: int) -> int:
+    """The CPU an event ran on, from its window's per-CPU function-call IPI counts
+    (``cal_per_cpu``, ``N:N:...``): an all-CPU broadcast interrupts every CPU but the
+    sender (kernel/smp.c: smp_call_function_many_cond skips this_cpu), so the sender is the
+    CPU that received the fewest. Without broadcasts in the window (or the column), the task
+    stayed where it was."""
+    text = str(row.get("cal_per_cpu", ""))
+    counts = [int(part) for part in text.split(":") if part.strip().isdigit()] if text else []
+    if len(counts) != cpus or cpus < 2 or not any(counts):
+        return previous
+    fewest = min(counts)
+    return counts.index(fewest) if counts.count(fewest) == 1 else previous
 
 
 def compare(measurement: Measurement, simulated: list[dict[str, Any]]) -> dict[str, Any]:
@@ -298,16 +316,22 @@ def measured_workload(measurement: Measurement, paths: Sequence[str | Path], pm:
 
 def validate(paths: Sequence[str | Path], pm: Any, policies: dict[str, PolicySpec], arch: str | None = None,
              policy: PolicySpec | None = None, memory: int | None = None, seed: int = 0,
-             workload: WorkloadSource | None = None) -> dict[str, Any]:
-    """Read, rebuild, replay and compare: the result ``permalloc validate`` prints."""
+             workload: WorkloadSource | None = None, cpu: int = BOOT_CPU) -> dict[str, Any]:
+    """Read, rebuild, replay and compare: the result ``permalloc validate`` prints.
+
+    The events are replayed by one task on ``cpu``: by default the boot CPU, where a
+    measurement made by the initramfs' init runs (init is kernel_init's task, which freed
+    the kernel's init memory there just before it executed /init: init/main.c: kernel_init)."""
     measurement = read(paths)
     policy = policy or policy_for_release(measurement.release, policies)
     workload = workload or measured_workload(measurement, paths, pm)
     spec = machine_spec(measurement, arch or policy.arch or "x86", memory=memory, seed=seed)
+    if not 0 <= cpu < spec.cpus:
+        raise MeasurementError(f"--cpu {cpu}: the measured machine has CPUs 0-{spec.cpus - 1}")
     tally = Tally()
     machine = Machine(spec, policy, plugins=[tally], workload=workload)
     booted = {key: value >> 10 for key, value in machine.directmap.meminfo().items()}
-    simulated = replay(measurement, machine, tally)
+    simulated = replay(measurement, machine, tally, cpu)
     measured_boot = boot_meminfo(measurement)
     boot = {}
     for name, key in (("DirectMap4k", "directmap_4k_bytes"), ("DirectMap2M", "directmap_2m_bytes"),

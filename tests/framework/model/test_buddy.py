@@ -95,3 +95,20 @@ def test_pages_are_never_handed_out_twice_and_all_come_back(steps, salt):
         z.free_one(pfn, order, z.pageblock_mt(pfn))
     assert z.nr_free == 16 << 10
     assert sum(z.free_area[TOP][mt].nr for mt in (UNMOVABLE, MOVABLE, RECLAIMABLE)) == 16  # fully merged
+
+
+def test_deferred_pageblocks_whose_first_page_is_reserved_stay_unmovable():
+    # deferred_free_range sets MOVABLE only at the pageblock-aligned pfns it frees
+    z = Zone("DMA32", 1, 0, 0, 8 * PB, 11, 9)
+    z.defer_pageblocks(2 * PB, [(2 * PB, 3 * PB + 7), (4 * PB + 100, 6 * PB + 1)])
+    types = [z.pageblock_mt(b * PB + 5) for b in range(8)]
+    assert types == [MOVABLE, MOVABLE, MOVABLE, MOVABLE, UNMOVABLE, MOVABLE, MOVABLE, UNMOVABLE]
+    assert sorted(z.pageblocks_of(UNMOVABLE)) == [4, 7]
+    # a page freed into a boot-unmovable block joins the unmovable lists
+    z.free_one(4 * PB + 100, 0, z.pageblock_mt(4 * PB + 100))
+    assert z.free_by_type()["unmovable"] == 1
+    # a steal that makes the block MOVABLE again sticks
+    z.set_pageblock_mt(4 * PB, MOVABLE)
+    assert z.pageblock_mt(4 * PB) == MOVABLE and sorted(z.pageblocks_of(UNMOVABLE)) == [7]
+    z.set_pageblock_mt(4 * PB, UNMOVABLE)
+    assert z.pageblock_mt(4 * PB) == UNMOVABLE
