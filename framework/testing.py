@@ -439,7 +439,9 @@ def fresh_frontier(m: Machine, npages: int = 4, gigabyte: bool = False) -> None:
     want = (1 << 30) if gigabyte else (2 << 20)
     while True:
         pfn = m.alloc_order(0, source="fresh_frontier")
-        if pfn % 512 <= 512 - npages and m.directmap.leaf_size(pfn) >= want:
+        # a page of the freed kernel image would bring its high-map alias along: skip those
+        plain = not any(alias.covers(pfn) for alias in m.aliases)
+        if plain and pfn % 512 <= 512 - npages and m.directmap.leaf_size(pfn) >= want:
             m.free_order(pfn, 0, source="fresh_frontier")
             return
         held.append((pfn, 0))
