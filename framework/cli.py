@@ -33,6 +33,7 @@ from permalloc.run.registry import (
     default_for,
     override_policy,
     policies,
+    policies_for,
     resolve_policy,
     resolve_scenario,
     scenarios,
@@ -300,9 +301,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.policy:
         chosen = [override_policy(resolve_policy(pm, name), args.set) for name in args.policy]
     else:
-        known = policies(pm)
-        chosen = [override_policy(p, args.set) for name, p in known.items()
-                  if name != "default" and p.arch in (None, arch)]
+        chosen = [override_policy(p, args.set) for p in policies_for(pm, arch)]
     spec = machine_spec(args, arch)
     err = Console(stderr=True)
     scenario = _scenario(pm, args.scenario, spec, chosen[0] if chosen else None, err)
