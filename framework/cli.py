@@ -33,6 +33,7 @@ from permalloc.run.registry import (
     default_for,
     override_policy,
     policies,
+    policies_for,
     resolve_policy,
     resolve_scenario,
     scenarios,
@@ -40,6 +41,7 @@ from permalloc.run.registry import (
 from permalloc.run.scenario import Scenario
 from permalloc.run.timeout import time_limit
 from permalloc.run.workloads import resolve_workload, workloads
+from permalloc.skeleton import KINDS, write_package
 
 EPILOG = "Run 'permalloc COMMAND --help' for the options of a command."
 
@@ -300,9 +302,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.policy:
         chosen = [override_policy(resolve_policy(pm, name), args.set) for name in args.policy]
     else:
-        known = policies(pm)
-        chosen = [override_policy(p, args.set) for name, p in known.items()
-                  if name != "default" and p.arch in (None, arch)]
+        chosen = [override_policy(p, args.set) for p in policies_for(pm, arch)]
     spec = machine_spec(args, arch)
     err = Console(stderr=True)
     scenario = _scenario(pm, args.scenario, spec, chosen[0] if chosen else None, err)
@@ -354,6 +354,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
         _write_output(strictjson.dumps(report, "the validation report", indent=2) + "\n", args.output)
     else:
         validate.print_report(report, _stdout_console(100))
+    return 0
+
+
+def cmd_new_plugin(args: argparse.Namespace) -> int:
+    folder = write_package(args.name, args.kind, args.output)
+    print(f"wrote {folder}/ ({args.kind} plugin package); next: pip install -e '{folder}[test]' && pytest {folder}")
     return 0
 
 
@@ -460,6 +466,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.add_argument("-o", "--output", help="write the JSON here instead of stdout")
     p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser(
+        "new-plugin",
+        help="write the skeleton of a plugin package (arch, consumer or policy)",
+        description="Write a new folder holding an installable plugin package: pyproject.toml registering the "
+        "package in the permalloc entry-point group, the package permalloc_NAME with a working hook "
+        "implementation of the kind, and tests/ that use permalloc's pytest fixtures (pytest --fixtures lists "
+        "them) and the contract suite. It installs and passes its tests as written: "
+        "permalloc new-plugin demo --kind arch && pip install ./demo && pytest demo.",
+    )
+    p.add_argument("name", metavar="NAME", help="the plugin's name: its entry point, and the name of its arch or "
+                   "policy; the import package is permalloc_NAME (lower-case letters, digits, - or _)")
+    p.add_argument("--kind", "-k", required=True, choices=list(KINDS),
+                   help="what the package's example does: " + "; ".join(f"{kind}: {what}" for kind, what in KINDS.items()))
+    p.add_argument("-o", "--output", metavar="DIR", help="the folder to create; it must not exist (default: ./NAME)")
+    p.set_defaults(func=cmd_new_plugin)
     return parser
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -29,16 +29,29 @@ from permalloc.model.pages import PAGE_SHIFT, PAGE_SIZE
 from permalloc.model.perms import Perm
 from permalloc.model.spec import MachineSpec
 from permalloc.plugin.contract import PermAllocation, State
+from permalloc.plugin.pluginmanager import registry_manager
 from permalloc.plugin.policy import DEFAULT_POLICY, PolicySpec
+from permalloc.run.registry import policies_for
+
+if TYPE_CHECKING:
+    from permalloc.run.workloads import WorkloadSource
 
 SIZES = st.one_of(st.integers(1, 3 * PAGE_SIZE), st.sampled_from([16384, 65536, 200_000]))
 PERMS = st.sampled_from([Perm.RX, Perm.R, Perm.RW])
 
 
-def contract_machine(arch: str, policy: PolicySpec, seed: int = 0, memory: int = 1 << 30, cpus: int = 4,
-                     strict: bool = True, plugins: Sequence[Any] = ()) -> Machine:
-    return Machine(MachineSpec(arch=arch, cpus=cpus, memory=memory, seed=seed), policy, plugins=plugins,
-                   strict=strict)
+def contract_spec(arch: str, seed: int = 0, memory: int | str = 1 << 30, cpus: int = 4, **fields: Any) -> MachineSpec:
+    """The machine the suite's tests run on: small (1 GiB, 4 CPUs), seed 0; ``fields`` are
+    any other :class:`MachineSpec` fields."""
+    return MachineSpec(arch=arch, cpus=cpus, memory=memory, seed=seed, **fields)
+
+
+def contract_machine(arch: str, policy: PolicySpec, seed: int = 0, memory: int | str = 1 << 30, cpus: int = 4,
+                     strict: bool = True, plugins: Sequence[Any] = (), workload: WorkloadSource | None = None,
+                     **fields: Any) -> Machine:
+    """A machine of :func:`contract_spec` under ``policy``, with ``plugins`` registered."""
+    return Machine(contract_spec(arch, seed, memory, cpus, **fields), policy, plugins=plugins, strict=strict,
+                   workload=workload)
 
 
 # -- the machine's text-patching paths -------------------------------------------------------
@@ -251,7 +264,9 @@ class ContractSuite:
     and ``poke_keeps_wx``."""
 
     arch: ClassVar[str] = "generic"
-    policies: ClassVar[list[PolicySpec]] = [DEFAULT_POLICY]
+    #: The policies every test runs under; None: every policy the arch can run, as
+    #: ``permalloc compare --arch ARCH`` chooses them (:func:`permalloc.run.registry.policies_for`).
+    policies: ClassVar[Sequence[PolicySpec] | None] = [DEFAULT_POLICY]
     plugins: ClassVar[Sequence[Any]] = ()
     #: False for an arch whose ``permalloc_poke`` makes the page writable in place instead of
     #: writing through its text patching mechanism (generic: set_memory_rw, store,
@@ -262,7 +277,8 @@ class ContractSuite:
     def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
         # every policy of the subclass's list (pytest calls this hook on test classes too)
         if "policy" in metafunc.fixturenames:
-            chosen = type(self).policies
+            cls = type(self)
+            chosen = cls.policies if cls.policies is not None else policies_for(registry_manager(cls.plugins), cls.arch)
             metafunc.parametrize("policy", chosen, ids=[p.name for p in chosen])
 
     def new_machine(self, policy: PolicySpec, **kwargs: Any) -> Machine:

@@ -103,7 +103,7 @@ def _violations(importers: tuple[str, ...], forbidden: tuple[str, ...], allowed:
 
 ARCHES_AND_PLUGINS = ("permalloc.arches", "permalloc.plugins")
 MACHINE = ("permalloc.machine", "permalloc.boot", "permalloc.memstate")
-TOP = ("permalloc.cli", "permalloc.testing")
+TOP = ("permalloc.cli", "permalloc.testing", "permalloc.pytest_plugin", "permalloc.skeleton")
 
 
 def test_the_scan_sees_the_tree():

@@ -1,5 +1,5 @@
 """Every ```python block of docs/*.md runs (the examples are part of the contract), and the
-contract suites that the guides subclass run too.
+contract suites that the guides subclass and the tests they show with the fixtures run too.
 
 The blocks of one page run in order in one module, as a reader would paste them: a later
 block may use what an earlier one defined (the arch guide's suite uses its example arch).
@@ -49,16 +49,20 @@ def _suites(module: types.ModuleType) -> list[str]:
             if inspect.isclass(value) and issubclass(value, ContractSuite) and value is not ContractSuite]
 
 
-@pytest.mark.parametrize("guide", ["writing-an-arch-plugin", "writing-a-consumer-plugin"])
-def test_guide_snippets_run_and_their_contract_suites_pass(guide, monkeypatch, tmp_path):
+def _tests(module: types.ModuleType) -> list[str]:
+    return [name for name, value in vars(module).items() if name.startswith("test_") and inspect.isfunction(value)]
+
+
+@pytest.mark.parametrize("guide", ["writing-an-arch-plugin", "writing-a-consumer-plugin", "writing-a-policy"])
+def test_guide_snippets_run_and_their_tests_pass(guide, monkeypatch, tmp_path):
     page = DOCS / f"{guide}.md"
     module = _run_page(page, monkeypatch)
-    suites = _suites(module)
+    suites, tests = _suites(module), _tests(module)
     if guide == "writing-an-arch-plugin":
         assert suites == ["TestRoxContract", "TestBroadcastContract", "TestArm64Contract"]  # for its own example arches
-    if not suites:
-        return
-    # pytest collects the suites from the page's code as a test file, like a reader's tests/
+    assert tests, f"{guide} shows no test with the fixtures"
+    # pytest collects the page's code as a test file, like a reader's tests/ (the fixtures of
+    # permalloc's pytest plugin are there: it is installed with permalloc)
     test_file = tmp_path / f"test_{guide.replace('-', '_')}.py"
     test_file.write_text("\n".join(BLOCK.findall(page.read_text())))
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly",
@@ -66,7 +70,7 @@ def test_guide_snippets_run_and_their_contract_suites_pass(guide, monkeypatch, t
     summary = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else proc.stderr
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     passed = int(re.search(r"(\d+) passed", summary).group(1))
-    assert "failed" not in summary and passed >= 10 * len(suites), summary
+    assert "failed" not in summary and passed >= 10 * len(suites) + len(tests), summary
 
 
 def test_every_guide_exists_and_has_an_example():

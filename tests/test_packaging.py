@@ -31,6 +31,16 @@ def test_package_list_matches_the_folders():
     assert set(_declared()) == _on_disk()
 
 
+def test_package_data_covers_every_skeleton_template():
+    # permalloc new-plugin reads them from the installed package
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "setup.cfg")
+    patterns = [p.strip() for p in cfg["options.package_data"]["permalloc"].split(",")]
+    shipped = {path for pattern in patterns for path in (ROOT / "framework").glob(pattern)}
+    templates = {path for path in (ROOT / "framework" / "skeletons").rglob("*") if path.is_file()}
+    assert templates and templates == shipped
+
+
 def test_one_copy_of_the_package():
     import permalloc.arches.generic as generic
     from permalloc.plugin.pluginmanager import discover

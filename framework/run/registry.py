@@ -22,6 +22,13 @@ def policies(pm: pluggy.PluginManager) -> dict[str, PolicySpec]:
     return found
 
 
+def policies_for(pm: pluggy.PluginManager, arch: str) -> list[PolicySpec]:
+    """The registered policies a machine of ``arch`` runs when none are named (``permalloc
+    compare --arch ARCH``): those meant for ``arch`` and those for any arch; ``default`` (no
+    design chosen) is left out."""
+    return [p for name, p in policies(pm).items() if name != DEFAULT_POLICY.name and p.arch in (None, arch)]
+
+
 # docs/architecture.md, "Scenarios and ops": the default scenario is boot + bpf-churn + tracing, run one
 # after the other (on an arch, the parts whose ops its plugins provide: default_for).
 DEFAULT_SCENARIO = ("boot", "bpf-churn", "tracing")
