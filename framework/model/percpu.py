@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .memblock import Memblock
-from .pages import PAGE_SIZE
+from .pages import PAGE_SIZE, align_up
 
 # include/linux/percpu.h (CONFIG_MODULES, 64-bit); arch/x86/kernel/setup_percpu.c passes
 # PERCPU_FIRST_CHUNK_RESERVE = PERCPU_MODULE_RESERVE and dyn_size = PERCPU_DYNAMIC_RESERVE too
@@ -34,23 +34,17 @@ class FirstChunk:
     groups: tuple[tuple[int, int], ...]  # (node, units), one allocation each
 
 
-def _page_align(size: int) -> int:
-    return -(-size // PAGE_SIZE) * PAGE_SIZE
-
-
 def build_alloc_info(static_size: int, atom_size: int, group_cpus: list[tuple[int, int]]) -> FirstChunk:
     """mm/percpu.c: pcpu_build_alloc_info for ``group_cpus`` [(node, CPUs of that group)]."""
-    size_sum = _page_align(static_size + PERCPU_MODULE_RESERVE + max(PERCPU_DYNAMIC_RESERVE, PERCPU_DYNAMIC_EARLY_SIZE))
+    size_sum = align_up(static_size + PERCPU_MODULE_RESERVE + max(PERCPU_DYNAMIC_RESERVE, PERCPU_DYNAMIC_EARLY_SIZE), PAGE_SIZE)
     min_unit_size = max(size_sum, PCPU_MIN_UNIT_SIZE)
-    alloc_size = -(-min_unit_size // atom_size) * atom_size
-    upa = alloc_size // min_unit_size
-    while alloc_size % upa or (alloc_size // upa) % PAGE_SIZE:
-        upa -= 1
+    alloc_size = align_up(min_unit_size, atom_size)
     possible = sum(n for _, n in group_cpus)
-    # units per allocation: the largest that wastes at most a third of the possible CPUs'
-    # units, stopping where a smaller one would need more allocations
+    # units per allocation (from max_upa down, page-sized units only): the largest that wastes
+    # at most a third of the possible CPUs' units, stopping where a smaller one needs more
+    # allocations
     best, last_allocs = 0, None
-    for candidate in range(upa, 0, -1):
+    for candidate in range(alloc_size // min_unit_size, 0, -1):
         if alloc_size % candidate or (alloc_size // candidate) % PAGE_SIZE:
             continue
         allocs = sum(-(-n // candidate) for _, n in group_cpus)
