@@ -39,6 +39,8 @@ from permalloc.model.pages import PAGE_SHIFT, PAGE_SIZE, PAGES_PER_PMD
 from . import dmalias
 from .blockcache import BlockCache
 
+_ALL = (1 << PAGES_PER_PMD) - 1
+
 
 class Region:
     def __init__(self, range_name: str, perm: Perm, area: VmArea, block: int, source: str) -> None:
@@ -54,15 +56,14 @@ class Region:
         return not self.used
 
     def find(self, npages: int) -> int | None:
-        run = 0
-        for i in range(PAGES_PER_PMD):
-            if self.used >> i & 1:
-                run = 0
-                continue
-            run += 1
-            if run == npages:
-                return i - npages + 1
-        return None
+        """The first of ``npages`` free slots in a row (first fit), or None."""
+        run = ~self.used & _ALL  # bit i: slots i .. i+width-1 are all free
+        width = 1
+        while width < npages and run:
+            step = min(width, npages - width)
+            run &= run >> step
+            width += step
+        return (run & -run).bit_length() - 1 if run else None
 
     def mark(self, first: int, npages: int, used: bool) -> None:
         bits = ((1 << npages) - 1) << first

@@ -103,6 +103,8 @@ class DirectMap:
 
     def perm(self, pfn: int) -> int:
         block = pfn // PAGES_PER_PMD
+        if pfn not in self._perm and block not in self._block_perm:
+            return DEFAULT  # the common case, whatever the leaf: no need to look it up
         if self._large(block) == LEAF_4K:
             return self._perm.get(pfn, DEFAULT)
         return self._block_perm.get(block, DEFAULT)

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from hypothesis import given
+from hypothesis import strategies as st
+
+from permalloc import Perm
 from permalloc.arches.x86 import _state
-from permalloc.model.pages import PMD_SIZE
+from permalloc.arches.x86.hugepack import Region
+from permalloc.model.pages import PAGES_PER_PMD, PMD_SIZE
 
 from .conftest import load, policy_for, x86
 
@@ -107,3 +112,12 @@ def test_rfc_full_block_cache_backs_the_regions():
     m.perm.free(a)
     m.perm.free(r)
     assert m.teardown() == []
+
+
+@given(used=st.integers(min_value=0, max_value=(1 << PAGES_PER_PMD) - 1), npages=st.integers(1, PAGES_PER_PMD))
+def test_region_find_is_first_fit(used: int, npages: int) -> None:
+    region = Region("module", Perm.RX, None, 0, "buddy")  # type: ignore[arg-type]
+    region.used = used
+    free = [not used >> i & 1 for i in range(PAGES_PER_PMD)]
+    expected = next((i for i in range(PAGES_PER_PMD - npages + 1) if all(free[i:i + npages])), None)
+    assert region.find(npages) == expected
