@@ -29,6 +29,7 @@ from permalloc.plugin.pluginmanager import (
 from permalloc.plugin.policy import DEFAULT_POLICY, PolicySpec
 from permalloc.report.tables import ReportColumn, print_tables, report_json
 from permalloc.run.modelfile import format_validation_error
+from permalloc.run.provenance import describe
 from permalloc.run.registry import (
     default_for,
     override_policy,
@@ -282,27 +283,51 @@ def cmd_run(args: argparse.Namespace) -> int:
         tracer = (lambda e: trace_fh.write(strictjson.dumps(e.to_json(), "a trace event") + "\n")) if trace_fh else None
         with time_limit(args.timeout, f"policy {policy.name}"):
             result = run(scenario, spec, policy, strict=args.strict, trace=tracer, workload=workload)
+    provenance = describe(spec, scenario, [policy], [workload or _own_workload(pm, policy, spec)], [spec.seed], args.argv)
     if args.format == "json":
-        _write_output(strictjson.dumps(report_json(scenario.name, spec, [result]), "the results", indent=2) + "\n", args.output)
+        document = report_json(scenario.name, spec, [result], provenance=provenance)
+        _write_output(strictjson.dumps(document, "the results", indent=2) + "\n", args.output)
     else:
-        console = _stdout_console()
-        print_tables(scenario.name, [result], console, report_columns(pm))
-        pm.hook.permalloc_run_report(args=args, result=result, console=console)
+        with _table_output(args.output) as console:
+            print_tables(scenario.name, [result], console, report_columns(pm))
+            pm.hook.permalloc_run_report(args=args, result=result, console=console)
     return 0
 
 
+def _own_workload(pm: Any, policy: PolicySpec, spec: MachineSpec) -> Any:
+    from permalloc.run.workloads import spec_workload
+
+    return spec_workload(pm, policy, spec.model_copy(update={"arch": policy.arch or spec.arch}))
+
+
+@contextlib.contextmanager
+def _table_output(path: str | None) -> Iterator[Console]:
+    """The console tables go to: stdout, or the file ``-o`` names (plain text, no colour codes)."""
+    if not path or path == "-":
+        yield _stdout_console()
+        return
+    with atomic_write(path) as fh:
+        yield Console(file=fh, width=120, no_color=True, color_system=None, force_terminal=False)
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    if args.schema:
+        from permalloc.report.tables import ReportDocument
 
-    from permalloc.report.tables import report_csv
-    from permalloc.run.compare import compare
-
+        _write_output(json.dumps(ReportDocument.model_json_schema(), indent=2) + "\n", args.output)
+        return 0
     pm = registry_manager()
     arch = args.arch or "x86"
     if args.policy:
         chosen = [override_policy(resolve_policy(pm, name), args.set) for name in args.policy]
     else:
         chosen = [override_policy(p, args.set) for p in policies_for(pm, arch)]
+    twice = sorted({p.name for p in chosen if [q.name for q in chosen].count(p.name) > 1})
+    if twice:
+        raise PermallocError(f"policy {twice[0]!r} is named twice; a variant NAME[FIELD=VALUE] makes a second column")
+    if args.baseline is not None and args.baseline not in [p.name for p in chosen]:
+        raise PermallocError(f"--baseline {args.baseline!r} is not among the compared policies "
+                             f"({', '.join(p.name for p in chosen)})")
     spec = machine_spec(args, arch)
     err = Console(stderr=True)
     scenario = _scenario(pm, args.scenario, spec, chosen[0] if chosen else None, err)
@@ -311,11 +336,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
     for policy in chosen:
         if policy.arch and policy.arch != arch and args.arch:
             raise PermallocError(f"policy {policy.name!r} is for arch {policy.arch!r}, not {arch!r}")
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} policies"),
-                  TimeElapsedColumn(), console=err, transient=True, disable=args.quiet or not err.is_terminal) as bar:
-        task = bar.add_task(f"{scenario.name} on {arch}", total=len(chosen))
-        results = compare(scenario, spec, chosen, jobs=args.jobs, on_done=lambda r: bar.advance(task), workload=workload,
-                          timeout=args.timeout)
+    from permalloc.run.compare import workloads_for
+
+    seeds = [spec.seed + k for k in range(args.seeds)]
+    document, per_seed = _compare_document(scenario, spec, chosen, workloads_for(spec, chosen, workload), seeds,
+                                           args.baseline, args, err, f"{scenario.name} on {arch}")
+    results = per_seed[0]
     if args.plot:
         from permalloc.report.plots import save_plots
 
@@ -325,13 +351,84 @@ def cmd_compare(args: argparse.Namespace) -> int:
         from permalloc.report.html import write_html
 
         err.print(f"wrote {write_html(args.html, scenario.name, spec, results, chosen)}")
-    if args.format == "json":
-        _write_output(strictjson.dumps(report_json(scenario.name, spec, results), "the results", indent=2) + "\n", args.output)
-    elif args.format == "csv":
-        _write_output(report_csv(scenario.name, results), args.output)
-    else:
-        print_tables(scenario.name, results, _stdout_console(), report_columns(pm))
+    _write_document(document, results, args, pm)
     return 0
+
+
+def _compare_document(scenario: Scenario, spec: MachineSpec, chosen: list[PolicySpec], loads: list[Any],
+                      seeds: list[int], baseline: str | None, args: argparse.Namespace, err: Console, title: str
+                      ) -> tuple[dict[str, Any], list[list[Any]]]:
+    """Run every policy on every seed (one pool) and build the result document with its provenance."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from permalloc.run.compare import compare_seeds
+    from permalloc.run.provenance import describe
+    from permalloc.run.seedstats import summarise
+
+    total = len(chosen) * len(seeds)
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} runs"),
+                  TimeElapsedColumn(), console=err, transient=True, disable=args.quiet or not err.is_terminal) as bar:
+        task = bar.add_task(title, total=total)
+        per_seed = compare_seeds(scenario, spec, chosen, seeds, jobs=args.jobs, on_done=lambda r: bar.advance(task),
+                                 timeout=args.timeout, workloads=loads)
+    summary = summarise(seeds, per_seed, baseline) if len(seeds) > 1 or baseline else None
+    provenance = describe(spec, scenario, chosen, loads, seeds, args.argv)
+    return report_json(scenario.name, spec, per_seed[0], provenance=provenance, seeds=summary), per_seed
+
+
+def _write_document(document: dict[str, Any], results: list[Any], args: argparse.Namespace, pm: Any) -> None:
+    """The result in the format asked for; a CSV written to a file gets its provenance next to it."""
+    from permalloc.report.tables import report_csv
+
+    if args.format == "json":
+        _write_output(strictjson.dumps(document, "the results", indent=2) + "\n", args.output)
+    elif args.format == "csv":
+        _write_output(report_csv(document["scenario"], results), args.output)
+        if args.output and args.output != "-":
+            write_text(f"{args.output}.provenance.json",
+                       strictjson.dumps(document["provenance"], "the provenance", indent=2) + "\n")
+    else:
+        with _table_output(args.output) as console:
+            if document.get("seeds"):
+                from permalloc.report.intervals import print_intervals
+
+                print_intervals(document["seeds"], console)
+            else:
+                print_tables(document["scenario"], results, console, report_columns(pm))
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from permalloc.run import replay
+
+    pm = registry_manager()
+    recorded = replay.read(args.result)
+    plan = replay.rebuild(recorded, pm, args.result)
+    err = Console(stderr=True)
+    args.argv = recorded["provenance"]["command"]  # the new document describes the recorded run
+    now, _ = _compare_document(plan.scenario, plan.spec, plan.policies, plan.workloads, plan.seeds, plan.baseline,
+                               args, err, f"replay of {args.result}")
+    differing = replay.differences(recorded, now)
+    out = _stdout_console()
+    if not differing:
+        out.print(f"{args.result}: all {sum(1 for _ in replay.numbers(recorded.get('results')))} result numbers "
+                  "replay equal", markup=False, highlight=False)
+        return 0
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title=escape(f"{args.result}: {len(differing)} numbers differ"), header_style="bold")
+    for column in ("number", "recorded", "replayed"):
+        table.add_column(column, justify="left" if column == "number" else "right")
+    for path, old, new in differing[:args.limit]:
+        table.add_row(escape(path), "-" if old is None else f"{old:,}", "-" if new is None else f"{new:,}")
+    out.print(table)
+    if len(differing) > args.limit:
+        out.print(f"... and {len(differing) - args.limit} more (--limit)", markup=False)
+    for what, old, new in plan.environment:
+        out.print(f"differs: {what}: recorded {old}, now {new}", markup=False, highlight=False)
+    if not plan.environment:
+        out.print("the versions, plugins and workload files are the recorded ones", markup=False)
+    return 1
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -437,12 +534,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", "-j", type=_positive, default=os.cpu_count() or 1,
                    help="policies run in parallel processes; results do not depend on it (default: %(default)s)")
     _add_timeout(p, "each policy's run")
+    p.add_argument("--seeds", type=_positive, default=1, metavar="N",
+                   help="run every policy on N seeds (--seed, --seed+1, ...) and show each metric's mean with its "
+                   "95%% interval (default: %(default)s)")
+    p.add_argument("--baseline", metavar="POLICY",
+                   help="show every other policy as a ratio to POLICY, marking differences that cannot be told "
+                   "apart from seed noise (paired t-test over the seeds)")
     p.add_argument("--format", choices=("table", "json", "csv"), default="table")
-    p.add_argument("-o", "--output", help="write JSON/CSV here instead of stdout")
+    p.add_argument("-o", "--output", help="write the table, JSON or CSV here instead of stdout (CSV: the provenance "
+                   "goes to OUTPUT.provenance.json)")
+    p.add_argument("--schema", action="store_true", help="print the JSON schema of --format json and exit")
     p.add_argument("--plot", metavar="FILE", help="write bar plots to FILE (.png/.svg/.pdf) and the timeline next to it")
     p.add_argument("--html", metavar="DIR", help="write a static HTML report (table and plots) into DIR")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser(
+        "replay",
+        help="run again what a result file describes and compare every number",
+        description="Rebuild the run a `compare --format json` result describes (its provenance: machine spec, "
+        "scenario, policies after overrides and variants, workloads, seeds) and compare every number of the new "
+        "result with the recorded one. Exit 0 with one line when all are equal; exit 1 with the numbers that "
+        "differ and the versions, plugins or workload files that differ from the recorded ones.",
+    )
+    p.add_argument("result", metavar="RESULT.json", help="a result written by permalloc compare --format json")
+    p.add_argument("--jobs", "-j", type=_positive, default=os.cpu_count() or 1,
+                   help="runs in parallel processes (default: %(default)s)")
+    _add_timeout(p, "each run")
+    p.add_argument("--limit", type=_positive, default=30, help="differing numbers listed at most (default: %(default)s)")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_replay)
 
     p = sub.add_parser(
         "validate",
@@ -520,6 +641,7 @@ def _run(argv: Sequence[str] | None) -> int:
                 print(f"permalloc: warning: plugin {impl.plugin_name!r}: permalloc_add_commands raised "
                       f"{type(exc).__name__}: {' '.join(str(exc).split())}; its commands are left out", file=sys.stderr)
         args = parser.parse_args(argv)
+        args.argv = ["permalloc", *(sys.argv[1:] if argv is None else argv)]
         if getattr(args, "func", None) not in (None, cmd_plugins):
             for record in broken_plugins():
                 print(f"permalloc: warning: plugin {record.name!r} left out: {record.error}", file=sys.stderr)

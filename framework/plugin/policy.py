@@ -21,7 +21,8 @@ class PolicySpec(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_.+-]+$")
+    name: str = Field(pattern=r"^[A-Za-z0-9_.+-]+(\[[^\[\]\n]+\])?$",
+                      description="a name, or NAME[FIELD=VALUE,...] for a variant of a named policy")
     description: str = ""
     kernel: str = Field("6.1", description="kernel whose code paths are followed where versions differ")
     workload: str | None = Field(

@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, model_validator
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from permalloc.model.metrics import METRICS
@@ -56,21 +57,44 @@ class ResultDocument(BaseModel):
         return self
 
 
+class Provenance(BaseModel):
+    """What produced a result (permalloc.run.provenance): versions, plugins, the machine spec,
+    scenario and policies in full, workload hashes, seeds and the command line."""
+
+    model_config = ConfigDict(extra="forbid")
+    permalloc: str
+    python: str
+    command: list[str]
+    plugins: list[dict[str, str]]
+    machine: dict[str, Any]
+    scenario: dict[str, Any]
+    scenario_hash: str
+    policies: list[dict[str, Any]]
+    workloads: list[dict[str, Any] | None]
+    seeds: list[int]
+
+
 class ReportDocument(BaseModel):
-    """The JSON document of ``permalloc run/compare --format json`` (docs/architecture.md, "Output")."""
+    """The JSON document of ``permalloc run/compare --format json`` (docs/architecture.md, "Output").
+    ``results`` are those of the first seed; ``seeds`` (``compare --seeds N``) has every seed's
+    totals with intervals (permalloc.run.seedstats)."""
 
     model_config = ConfigDict(extra="forbid")
     scenario: str
     machine: MachineSummary
     results: list[ResultDocument]
+    provenance: Provenance | None = None
+    seeds: dict[str, Any] | None = None
 
 
 # Per-op metrics shown in tables (the JSON carries all of them).
 TABLE_PER_OP = ("shootdowns", "local_flushes", "sync_ipis", "directmap_splits_2m", "text_pokes", "cost_ns")
 
 
-def report_json(scenario: str, spec: MachineSpec, results: Sequence[PolicyResult], timeline: bool = False) -> dict[str, Any]:
-    """The document of docs/architecture.md "Output": scenario, machine, results."""
+def report_json(scenario: str, spec: MachineSpec, results: Sequence[PolicyResult], timeline: bool = False,
+                provenance: dict[str, Any] | None = None, seeds: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The document of docs/architecture.md "Output": scenario, machine, results, and what
+    produced them."""
     out = []
     for result in results:
         entry = result.model_dump(exclude={"timeline"} if not timeline else set())
@@ -81,6 +105,8 @@ def report_json(scenario: str, spec: MachineSpec, results: Sequence[PolicyResult
         "scenario": scenario,
         "machine": {"arch": spec.arch, "cpus": spec.cpus, "memory": spec.memory, "seed": spec.seed},
         "results": out,
+        **({"provenance": provenance} if provenance is not None else {}),
+        **({"seeds": seeds} if seeds is not None else {}),
     }
 
 
@@ -142,7 +168,7 @@ def totals_table(scenario: str, results: Sequence[PolicyResult], columns: Sequen
     table = Table(title=f"scenario {scenario}: totals", header_style="bold")
     table.add_column("metric")
     for r in results:
-        table.add_column(f"{r.policy}\n({r.arch})", justify="right")
+        table.add_column(escape(f"{r.policy}\n({r.arch})"), justify="right")  # a variant's [...] is not markup
     if any(r.workload for r in results):
         table.add_row("workload", *[_workload_label(r.workload) for r in results], end_section=True)
     for name in METRICS:
@@ -164,7 +190,7 @@ def per_op_table(results: Sequence[PolicyResult]) -> Table:
         for kind, stats in r.per_op.items():
             if not any(stats[n]["max"] for n in METRICS):
                 continue  # ops that cost nothing (e.g. advance): in JSON/CSV, not in the table
-            table.add_row(r.policy, kind, _fmt(stats["count"]), *[_fmt(stats[n]["mean"]) for n in TABLE_PER_OP])
+            table.add_row(escape(r.policy), kind, _fmt(stats["count"]), *[_fmt(stats[n]["mean"]) for n in TABLE_PER_OP])
     return table
 
 

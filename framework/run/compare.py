@@ -30,6 +30,14 @@ def _run_one(
     return run(scenario, spec, policy, timeline_every=every, workload=workload)
 
 
+def workloads_for(spec: MachineSpec, policies: Sequence[PolicySpec], workload: WorkloadSource | None = None
+                  ) -> list[WorkloadSource | None]:
+    """What each policy runs on: ``workload`` for all, else each policy's own (:func:`spec_workload`)."""
+    pm = registry_manager()
+    return [workload or spec_workload(pm, policy, spec.model_copy(update={"arch": policy.arch or spec.arch}))
+            for policy in policies]
+
+
 def compare(
     scenario: Scenario,
     spec: MachineSpec,
@@ -38,37 +46,56 @@ def compare(
     on_done: Callable[[PolicyResult], None] | None = None,
     workload: WorkloadSource | None = None,
     timeout: float | None = None,
+    workloads: Sequence[WorkloadSource | None] | None = None,
 ) -> list[PolicyResult]:
     """Results in the order of ``policies``, whatever ``jobs`` is.
 
     Each policy runs on its own default workload (:func:`spec_workload`) unless
-    ``workload`` forces one for all. ``timeout``: seconds each policy's run may take
-    (:class:`~permalloc.run.timeout.RunTimeout` names the policy; its worker is killed)."""
+    ``workload`` forces one for all or ``workloads`` names one per policy. ``timeout``:
+    seconds each policy's run may take (:class:`~permalloc.run.timeout.RunTimeout` names
+    the policy; its worker is killed)."""
+    return compare_seeds(scenario, spec, policies, [spec.seed], jobs, on_done, workload, timeout, workloads)[0]
+
+
+def compare_seeds(
+    scenario: Scenario,
+    spec: MachineSpec,
+    policies: Sequence[PolicySpec],
+    seeds: Sequence[int],
+    jobs: int = 1,
+    on_done: Callable[[PolicyResult], None] | None = None,
+    workload: WorkloadSource | None = None,
+    timeout: float | None = None,
+    workloads: Sequence[WorkloadSource | None] | None = None,
+) -> list[list[PolicyResult]]:
+    """:func:`compare` on each of ``seeds`` (the spec's seed replaced): one list of results per
+    seed, in the order of ``seeds``; every (seed, policy) run is one job of the same pool."""
     every = max(1, len(scenario.ops) // TIMELINE_POINTS)
-    specs = [spec.model_copy(update={"arch": policy.arch or spec.arch}) for policy in policies]
-    pm = registry_manager()
-    loads = [workload or spec_workload(pm, policy, specs[i]) for i, policy in enumerate(policies)]
-    results: dict[int, PolicyResult] = {}
-    if jobs <= 1 or len(policies) == 1:
-        for i, policy in enumerate(policies):
-            with time_limit(timeout, f"policy {policy.name}"):
-                results[i] = _run_one(scenario, specs[i], policy, every, loads[i])
+    loads = list(workloads) if workloads is not None else workloads_for(spec, policies, workload)
+    runs = [(k, i, spec.model_copy(update={"arch": policy.arch or spec.arch, "seed": seed}), policy)
+            for k, seed in enumerate(seeds) for i, policy in enumerate(policies)]
+    results: dict[tuple[int, int], PolicyResult] = {}
+    label = (lambda k, p: f"policy {p.name}") if len(seeds) == 1 else (lambda k, p: f"policy {p.name} seed {seeds[k]}")
+    if jobs <= 1 or len(runs) == 1:
+        for k, i, run_spec, policy in runs:
+            with time_limit(timeout, label(k, policy)):
+                results[k, i] = _run_one(scenario, run_spec, policy, every, loads[i])
             if on_done:
-                on_done(results[i])
-        return [results[i] for i in range(len(policies))]
-    pool = ProcessPool(max_workers=min(jobs, len(policies)), initializer=die_with_parent, initargs=[os.getpid()])
+                on_done(results[k, i])
+        return [[results[k, i] for i in range(len(policies))] for k in range(len(seeds))]
+    pool = ProcessPool(max_workers=min(jobs, len(runs)), initializer=die_with_parent, initargs=[os.getpid()])
     try:
-        futures = {pool.schedule(_run_one, args=[scenario, specs[i], p, every, loads[i]], timeout=timeout): i
-                   for i, p in enumerate(policies)}
+        futures = {pool.schedule(_run_one, args=[scenario, run_spec, policy, every, loads[i]], timeout=timeout): (k, i)
+                   for k, i, run_spec, policy in runs}
         for future in as_completed(futures):
-            i = futures[future]
+            k, i = futures[future]
             try:
-                results[i] = future.result()
+                results[k, i] = future.result()
             except FutureTimeout:
-                raise expired(f"policy {policies[i].name}", timeout or 0) from None
+                raise expired(label(k, policies[i]), timeout or 0) from None
             if on_done:
-                on_done(results[i])
+                on_done(results[k, i])
     finally:
         pool.stop()  # a failed or interrupted compare kills the workers still running
         pool.join()
-    return [results[i] for i in range(len(policies))]
+    return [[results[k, i] for i in range(len(policies))] for k in range(len(seeds))]

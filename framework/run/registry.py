@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pluggy
@@ -84,9 +85,22 @@ def load_policy_file(path: str | Path) -> PolicySpec:
     return load_model_file(path, PolicySpec)
 
 
+_VARIANT = re.compile(r"^(?P<base>[^\[\]]+)\[(?P<sets>[^\[\]]*)\]$")
+
+
 def resolve_policy(pm: pluggy.PluginManager, name_or_file: str) -> PolicySpec:
+    """A policy by name or file, or a variant ``NAME[FIELD=VALUE,...]``: that policy with
+    the fields set (as ``--set`` would), named as written so that it is a column of its own."""
     if _is_file(name_or_file):
         return load_policy_file(name_or_file)
+    variant = _VARIANT.match(name_or_file)
+    if variant:
+        sets = [item.strip() for item in variant["sets"].split(",") if item.strip()]
+        if not sets:
+            raise SpecError(f"policy variant {name_or_file!r}: no FIELD=VALUE between the brackets")
+        base = resolve_policy(pm, variant["base"])
+        changed = override_policy(base, sets)
+        return changed.model_copy(update={"name": f"{base.name}[{','.join(sets)}]"})
     known = policies(pm)
     if name_or_file not in known:
         raise SpecError(f"unknown policy {name_or_file!r}; known policies: {', '.join(sorted(known))}")
