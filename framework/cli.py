@@ -44,7 +44,9 @@ from permalloc.run.timeout import time_limit
 from permalloc.run.workloads import resolve_workload, workloads
 from permalloc.skeleton import KINDS, write_package
 
-EPILOG = "Run 'permalloc COMMAND --help' for the options of a command."
+EPILOG = ("Run 'permalloc COMMAND --help' for the options of a command. Exit status: 0 on success (also when the "
+          "reader of stdout goes away, as in '| head -1'); 1 on an error, reported on one line, and for replay when "
+          "a number differs; 2 on a usage error; 130 when interrupted.")
 
 
 def _machine_args(parser: argparse.ArgumentParser, arch_help: str) -> None:
@@ -401,7 +403,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from permalloc.run import replay
 
     pm = registry_manager()
-    recorded = replay.read(args.result)
+    from permalloc.report.tables import ReportDocument
+
+    recorded = replay.read(args.result, ReportDocument)
     plan = replay.rebuild(recorded, pm, args.result)
     err = Console(stderr=True)
     args.argv = recorded["provenance"]["command"]  # the new document describes the recorded run

@@ -16,12 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import pluggy
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from permalloc.errors import SpecError
 from permalloc.model.spec import MachineSpec
 from permalloc.plugin.policy import PolicySpec
-from permalloc.report.tables import ReportDocument
 from permalloc.run.modelfile import format_validation_error
 from permalloc.run.provenance import file_hash, plugins
 from permalloc.run.scenario import Scenario
@@ -41,15 +40,16 @@ class Rebuilt:
     environment: list[tuple[str, str, str]] = field(default_factory=list)  # (what, recorded, now)
 
 
-def read(path: str | Path) -> dict[str, Any]:
-    """The result document at ``path``, checked against the result schema; it must carry provenance."""
+def read(path: str | Path, schema: type[BaseModel]) -> dict[str, Any]:
+    """The result document at ``path``, checked against ``schema`` (the report's
+    ReportDocument, which this layer does not import); it must carry provenance."""
     try:
         text = Path(path).read_text()
     except OSError as exc:
         raise SpecError(f"{path}: {exc.strerror or exc}") from None
     try:
         document = json.loads(text)
-        ReportDocument.model_validate(document)
+        schema.model_validate(document)
     except json.JSONDecodeError as exc:
         raise SpecError(f"{path}: not JSON ({exc.msg} at line {exc.lineno})") from None
     except ValidationError as exc:

@@ -292,3 +292,42 @@ def test_bad_input_files_are_one_line_errors_naming_them(tmp_path, capsys, conte
         assert message in err
     else:  # a workload file: the same causes, in the workload's words
         assert "not a workload file" in err
+
+
+def test_python_dash_m_permalloc_is_the_command():
+    proc = subprocess.run([sys.executable, "-m", "permalloc", "--version"], capture_output=True, timeout=60)
+    assert proc.returncode == 0 and proc.stdout.decode().strip() == f"permalloc {__version__}"
+
+
+def test_a_table_goes_where_o_says_without_colour(scenario_file, tmp_path, capsys, arch):
+    out = tmp_path / "table.txt"
+    assert main(["run", "-s", str(scenario_file), "--arch", arch, "--memory", "1G", "-o", str(out)]) == 0
+    assert capsys.readouterr().out == ""
+    text = out.read_text()
+    assert "scenario cli: totals" in text and "shootdowns" in text and "\x1b[" not in text
+
+
+def test_compare_schema_is_the_result_model(capsys):
+    from permalloc.report.tables import ReportDocument
+
+    assert main(["compare", "--schema"]) == 0
+    assert json.loads(capsys.readouterr().out) == ReportDocument.model_json_schema()
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["-p", "legacy", "-p", "legacy"], "policy 'legacy' is named twice"),
+    (["-p", "legacy", "--baseline", "rfc"], "--baseline 'rfc' is not among the compared policies (legacy)"),
+    (["-p", "legacy[nope=1]"], "--set nope: unknown policy field"),
+    (["-p", "legacy[]"], "policy variant 'legacy[]': no FIELD=VALUE"),
+    (["-p", "nosuch[live_cache=true]"], "unknown policy 'nosuch'"),
+])
+def test_compare_option_errors_are_one_line(argv, message, scenario_file, capsys):
+    assert main(["compare", "-s", str(scenario_file), "--memory", "1G", "-q", *argv]) == 1
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_seeds_must_be_a_positive_count(scenario_file, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["compare", "-s", str(scenario_file), "--seeds", "0"])
+    assert exc.value.code == 2 and "argument --seeds: 0 is less than 1" in capsys.readouterr().err
