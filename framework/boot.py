@@ -11,9 +11,11 @@ The order is the kernel's (init/main.c: start_kernel, kernel_init):
 4. zones (the arch's zone limits) and ``memblock_free_all`` of the early part, then what
    start_kernel does on top of it (stage ``mm_init``: x86 preallocates the vmalloc area's
    top-level page tables, write-protects the IDT, frees the SMP alternatives);
+   and vfs_caches_init allocates the mount hashes (large system hashes: systemhash.py);
 5. ``page_alloc_init_late``: deferred struct page init frees the rest;
-6. initcalls (``permalloc_machine_boot`` stage ``initcalls``), with the watermarks and
-   per-CPU list sizes of init_per_zone_wmark_min (a postcore initcall);
+6. initcalls: the futex hash (a core initcall), the watermarks and per-CPU list sizes of
+   init_per_zone_wmark_min (postcore), the arch's and consumers' (``permalloc_machine_boot``
+   stage ``initcalls``), then inet_init's hashes (an fs initcall);
 7. populate_rootfs: the initramfs is unpacked into the page cache (tmpfs, movable) and
    the initrd freed (free_initrd_mem), by async work on the CPU after the boot CPU;
 8. the end of kernel_init (stage ``late``: the arch's free_initmem and mark_rodata_ro).
@@ -37,7 +39,9 @@ from permalloc.model.memblock import (
 from permalloc.model.pagecache import PageCache
 from permalloc.model.pages import PAGE_SHIFT, PAGE_SIZE
 from permalloc.model.percpu import embed_first_chunk
+from permalloc.model.perms import Perm
 from permalloc.model.physmem import PhysMem, node_of_cpu
+from permalloc.model.systemhash import SYSTEM_HASHES_6_1, SystemHash, kernel_pages, sizes
 
 if TYPE_CHECKING:
     from permalloc.machine import Machine
@@ -122,6 +126,7 @@ def boot(machine: Machine) -> None:
         memblock.reserve(boot_mem.kernel_phys, image.size, "kernel image")
     if boot_mem.initrd is not None:
         memblock.reserve(boot_mem.initrd[0], boot_mem.initrd[1], "initrd")
+    dma_reserve = _dma_reserve(boot_mem, memblock) if boot_mem.dma_reserve else 0
     layout = machine.hook.permalloc_arch_direct_map(spec=spec, memblock=memblock)
     if layout is None:
         raise PluginError(f"no plugin implements permalloc_arch_direct_map for arch {machine.arch.name!r}")
@@ -158,11 +163,16 @@ def boot(machine: Machine) -> None:
             if id(zone) in deferred:
                 zone.defer_pageblocks(deferred[id(zone)], [(s, e) for z, s, e in later if z is zone])
     machine.hook.permalloc_machine_boot(machine=machine, stage="mm_init")
+    hashes = system_hashes(machine, nodes, dma_reserve)
+    machine.system_hashes = []  # (table, bytes, "pages" or "vmalloc"), as boot made them
+    alloc_hashes(machine, hashes, "start_kernel")  # vfs_caches_init -> mnt_init
     for zone, start, end in later:  # page_alloc_init_late: deferred_init_memmap
         _free_blocks(zone, start, end)
+    alloc_hashes(machine, hashes, "core_initcall")
     phys.setup_watermarks()  # postcore_initcall(init_per_zone_wmark_min)
     machine.page_cache = PageCache(phys)
     machine.hook.permalloc_machine_boot(machine=machine, stage="initcalls")
+    alloc_hashes(machine, hashes, "fs_initcall")  # inet_init
     if boot_mem.initrd is not None:
         # populate_rootfs: unpack into rootfs (tmpfs, movable pages), then free_initrd_mem, in
         # an async work item (init/initramfs.c: do_populate_rootfs) on another CPU
@@ -171,6 +181,50 @@ def boot(machine: Machine) -> None:
         start, size = boot_mem.initrd
         free_reserved_area(machine, start, start + size, "initrd", cpu)
     machine.hook.permalloc_machine_boot(machine=machine, stage="late")
+
+
+def _dma_reserve(boot: BootMemory, memblock: Memblock) -> int:
+    """Pages of the first zone that memblock holds reserved (arch/x86/mm/init.c:
+    memblock_find_dma_reserve: its memory pages less its free pages, partial pages not
+    counted free), which free_area_init_core leaves out of nr_kernel_pages."""
+    limit = boot.zones[0][1]
+    if limit is None:
+        return 0
+    limit >>= PAGE_SHIFT
+    present = sum(max(0, min(r.end >> PAGE_SHIFT, limit) - (r.start >> PAGE_SHIFT)) for r in boot.memory)
+    free = sum(max(0, min(end // PAGE_SIZE, limit) - min(-(-start // PAGE_SIZE), limit))
+               for node in sorted({r.node for r in boot.memory}) for start, end in memblock.free_ranges(node))
+    return present - free
+
+
+def system_hashes(machine: Machine, nodes: list[list[Zone]], dma_reserve: int) -> list[tuple[SystemHash, int]]:
+    """The large system hashes the page allocator serves, with their sizes: none with more
+    than one node, where hashdist makes them vmalloc'd (mm/page_alloc.c: fixup_hashdist)."""
+    if len(nodes) > 1:
+        return []
+    kernel, total = kernel_pages([(z.end_pfn - z.start_pfn, z.present) for z in nodes[0]], dma_reserve)
+    return sizes(SYSTEM_HASHES_6_1, kernel, total, machine.spec.cpus)
+
+
+def alloc_hashes(machine: Machine, hashes: list[tuple[SystemHash, int]], when: str) -> None:
+    """alloc_large_system_hash on the boot CPU: alloc_pages_exact, one unmovable block of
+    get_order(size), split, the pages past the table freed (mm/page_alloc.c:
+    make_alloc_exact); a table of MAX_ORDER or more is vmalloc_huge'd instead."""
+    for table, size in hashes:
+        if table.when != when:
+            continue
+        order = max(0, (size - 1).bit_length() - PAGE_SHIFT)
+        if order >= machine.boot_memory.max_order:
+            machine.vmalloc.vmalloc(size, "vmalloc", Perm.RW, reset_perms=False, huge=True,
+                                    source=f"alloc_large_system_hash/{table.name}")
+            machine.system_hashes.append((table.name, size, "vmalloc"))
+            continue
+        machine.system_hashes.append((table.name, size, "pages"))
+        pfn = machine.alloc_order(order, source=f"alloc_large_system_hash/{table.name}")
+        used = -(-size // PAGE_SIZE)
+        if used < 1 << order:
+            machine.phys.split(pfn)
+            machine.free_pages(range(pfn + used, pfn + (1 << order)), source="make_alloc_exact")
 
 
 def async_cpu(cpus: int) -> int:

@@ -118,7 +118,7 @@ def permalloc_arch_boot_memory(spec: MachineSpec, image) -> BootMemory:
     avoid = [(fw.initrd[0], fw.initrd[0] + fw.initrd[1])] if fw.initrd else []
     phys = platform.kaslr_phys(memory, image.size, avoid, spec.seed) if image is not None else None
     return BootMemory(fw.name, fw.e820, memory, ZONES, reserved, kernel_phys=phys, initrd=fw.initrd,
-                      percpu_atom=PERCPU_ATOM)
+                      percpu_atom=PERCPU_ATOM, dma_reserve=True)  # mm/init.c: memblock_find_dma_reserve
 
 
 @hookimpl

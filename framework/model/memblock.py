@@ -50,6 +50,7 @@ class BootMemory:
     max_order: int = 11  # MAX_ORDER: orders 0..10
     percpu_atom: int = 4096  # pcpu_embed_first_chunk's atom_size (PAGE_SIZE in mm/percpu.c's default)
     pageblock_order: int = 9
+    dma_reserve: bool = False  # the arch charges reserved pages of the first zone to dma_reserve (x86)
 
 
 @dataclass

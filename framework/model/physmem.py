@@ -244,6 +244,13 @@ class PhysMem:
         if mt == MOVABLE:
             self.zone_of(pfn).count_movable(pfn, 1 << order)
 
+    def split(self, pfn: int) -> None:
+        """mm/page_alloc.c: split_page: an order-N allocation becomes 2^N order-0 pages, each
+        freed on its own."""
+        order, mt = self._allocated.pop(pfn)
+        for page in range(pfn, pfn + (1 << order)):
+            self._allocated[page] = (0, mt)
+
     # -- freeing ----------------------------------------------------------------------------
     def free(self, pfn: int, cpu: int) -> int:
         """__free_pages(page, order): per-CPU list for the orders it takes, else the buddy.
