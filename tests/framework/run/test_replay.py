@@ -3,30 +3,21 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from permalloc import __version__
 from permalloc.cli import main
 from permalloc.run.provenance import file_hash
-from permalloc.run.scenario import Scenario
 
-SMALL = Scenario(name="small", ops=[
-    {"op": "load_module", "module": "crc16"},
-    {"op": "alloc", "id": "a", "size": 20000, "perm": "RX"},
-    {"op": "write", "id": "a"},
-    {"op": "finish", "id": "a"},
-    {"op": "free", "id": "a"},
-    {"op": "unload_module", "module": "crc16"},
-])
+EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "rx-16k.json"
 
 
 @pytest.fixture
 def recorded(tmp_path, arch, capsys):
-    scenario = tmp_path / "small.json"
-    scenario.write_text(json.dumps(SMALL.model_dump()))
     out = tmp_path / "r.json"
-    argv = ["compare", "-s", str(scenario), "--arch", arch, "--memory", "2G", "--cpus", "4", "--numa-nodes", "2",
+    argv = ["compare", "-s", str(EXAMPLE), "--arch", arch, "--memory", "2G", "--cpus", "4", "--numa-nodes", "2",
             "-p", "linux-6.1", "-p", "linux-6.1[bpf_allocator=per-program]", "--seeds", "2", "--baseline", "linux-6.1",
             "--format", "json", "-o", str(out), "-q", "-j", "1"]
     assert main(argv) == 0
@@ -43,7 +34,7 @@ def test_a_result_says_what_produced_it(recorded, arch):
     assert made["seeds"] == [0, 1]
     assert [p["name"] for p in made["policies"]] == ["linux-6.1", "linux-6.1[bpf_allocator=per-program]"]
     assert [p["bpf_allocator"] for p in made["policies"]] == ["pack", "per-program"]
-    assert made["scenario"]["ops"] == SMALL.model_dump()["ops"] and made["scenario_hash"].startswith("sha256:")
+    assert made["scenario"]["ops"] == json.loads(EXAMPLE.read_text())["ops"] and made["scenario_hash"].startswith("sha256:")
     assert {"name", "dist", "version"} <= set(made["plugins"][0])
     assert any(p["name"] == arch for p in made["plugins"])
     for entry in made["workloads"]:
