@@ -139,15 +139,9 @@ def watching(machine: Machine, see: Callable[[ev.Event], None]) -> Iterator[list
 def pages_of(machine: Machine, alloc: PermAllocation) -> list[tuple[int, int | None, Perm | None]]:
     """``(virtual page, pfn, perm)`` of every page of ``alloc``'s final address range as mapped
     now (``None, None`` for a page not mapped)."""
-    out = []
-    for vpn in range(alloc.addr >> PAGE_SHIFT, ((alloc.addr + alloc.size - 1) >> PAGE_SHIFT) + 1):
-        found = machine.pagetables.lookup(vpn << PAGE_SHIFT)
-        if found is None:
-            out.append((vpn, None, None))
-        else:
-            mapping, index = found
-            out.append((vpn, mapping.pfns[index], Perm(mapping.perms[index])))
-    return out
+    first = alloc.addr >> PAGE_SHIFT
+    return [(first + i, pfn, None if pfn is None else Perm(perm))
+            for i, (pfn, perm) in enumerate(machine.pagetables.pages(alloc.addr, alloc.end))]
 
 
 def _wx_pages(machine: Machine, pfns: set[int]) -> list[int]:

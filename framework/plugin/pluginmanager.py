@@ -34,6 +34,7 @@ BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
     ("arm64", "permalloc.arches.arm64"),
     ("bpf_jit", "permalloc.plugins.bpf_jit"),
     ("invariants", "permalloc.plugins.invariants"),
+    ("contract", "permalloc.plugins.invariants.contract"),
     ("module_loader", "permalloc.plugins.module_loader"),
     ("alternatives", "permalloc.plugins.alternatives"),
     ("smp_locks", "permalloc.plugins.smp_locks"),
@@ -285,9 +286,10 @@ def _guard(pm: pluggy.PluginManager) -> None:
 WRITTEN_OUT = ("permalloc_result_extra", "permalloc_measurement_check")
 
 
-# Hooks whose answer is checked after the call (PermAlloc._check_placement): which plugin gave
-# it is recorded, for the error to name it; other hooks pay nothing for this.
-ANSWER_NAMED = ("permalloc_alloc",)
+# Hooks whose answer is checked after the call (PermAlloc._check_placement, the contract
+# observer of plugins/invariants): which plugin gave it is recorded, for the error to name it;
+# other hooks pay nothing for this. None of them is hot (one call per contract step).
+ANSWER_NAMED = ("permalloc_alloc", "permalloc_finish", "permalloc_change", "permalloc_free")
 
 
 def answered_by(pm: pluggy.PluginManager, hook: str) -> str:
