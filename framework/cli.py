@@ -94,6 +94,11 @@ def _add_timeout(p: argparse.ArgumentParser, what: str) -> None:
                    "exit 1 naming it (default: no limit)")
 
 
+def _add_strict(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--strict", action="store_true",
+                   help="fail at the first W^X violation, contract violation (naming the plugin and hook) or leak")
+
+
 def _positive(text: str) -> int:
     """argparse type: a whole number of at least 1."""
     try:
@@ -315,7 +320,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
                   TimeElapsedColumn(), console=err, transient=True, disable=args.quiet or not err.is_terminal) as bar:
         task = bar.add_task(f"{scenario.name} on {arch}", total=len(chosen))
         results = compare(scenario, spec, chosen, jobs=args.jobs, on_done=lambda r: bar.advance(task), workload=workload,
-                          timeout=args.timeout)
+                          timeout=args.timeout, strict=args.strict)
     if args.plot:
         from permalloc.report.plots import save_plots
 
@@ -416,7 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.add_argument("-o", "--output", help="write the JSON here instead of stdout")
     p.add_argument("--trace", metavar="FILE", help="write every event as JSON Lines")
-    p.add_argument("--strict", action="store_true", help="fail at the first W^X violation or leak")
+    _add_strict(p)
     _add_timeout(p, "the run")
     p.set_defaults(func=cmd_run)
 
@@ -437,6 +442,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", "-j", type=_positive, default=os.cpu_count() or 1,
                    help="policies run in parallel processes; results do not depend on it (default: %(default)s)")
     _add_timeout(p, "each policy's run")
+    _add_strict(p)
     p.add_argument("--format", choices=("table", "json", "csv"), default="table")
     p.add_argument("-o", "--output", help="write JSON/CSV here instead of stdout")
     p.add_argument("--plot", metavar="FILE", help="write bar plots to FILE (.png/.svg/.pdf) and the timeline next to it")

@@ -70,7 +70,9 @@ def permalloc_event(machine: Machine, event: Event) -> None:
             for step in steps:
                 _judge(machine, *step)
         return
-    alloc_id = event.extra["id"] if event.extra else 0
+    alloc_id = event.extra.get("id") if event.extra else None
+    if alloc_id is None:
+        return  # a consumer's own accounting (bpf_prog_pack's alloc and free events), not a contract step
     if kind == ev.ALLOC:
         alloc = machine.perm.live[alloc_id]
         state.pfns[alloc_id] = [pfn for pfn, _ in _mapped(machine, alloc) if pfn is not None]

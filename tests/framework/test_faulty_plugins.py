@@ -160,3 +160,54 @@ def test_compare_workers_time_out_and_die_with_their_parent(faulty_plugins, tmp_
     finally:
         parent.kill()
 
+
+
+# -- the contract observer (plugins/invariants/contract.py) ----------------------------------------
+LIFECYCLE = [{"op": "alloc", "id": "t", "size": 12288, "perm": "RX"}, {"op": "write", "id": "t"},
+             {"op": "finish", "id": "t"}, {"op": "alloc", "id": "d", "size": 8192, "perm": "RW"},
+             {"op": "write", "id": "d"}, {"op": "finish", "id": "d"}, {"op": "change", "id": "d", "perm": "R"},
+             {"op": "free", "id": "t"}, {"op": "free", "id": "d"}]
+
+CONTRACT_FAULTS = [
+    ("faulty_finish", 3, 3, "permalloc_finish",  # the text left RW (the RW data finishes right by doing nothing)
+     r"left 3 page\(s\) of allocation \d+ at \[0x\w+, 0x\w+\) mapped RW \(asked RX\)"),
+    ("faulty_change", 7, 2, "permalloc_change",
+     r"left 2 page\(s\) of allocation \d+ at \[0x\w+, 0x\w+\) mapped RW \(asked R\)"),
+    ("faulty_free_mapped", 8, 6, "permalloc_free",
+     r"left 3 page\(s\) of allocation \d+ at \[0x\w+, 0x\w+\) given back to the page allocator still mapped in "
+     r"module/vmalloc space"),
+    ("faulty_free_tlb", 8, 4, "permalloc_free",
+     r"left 3 page\(s\) of allocation \d+ at \[0x\w+, 0x\w+\) given back to the page allocator with an executable "
+     r"translation still cached in a TLB"),
+]
+
+
+@pytest.mark.parametrize(("plugin", "index", "pages", "hook", "problem"), CONTRACT_FAULTS,
+                         ids=[fault[0] for fault in CONTRACT_FAULTS])
+def test_an_arch_that_breaks_a_contract_step_is_counted_and_named_under_strict(plugin, index, pages, hook, problem,
+                                                                               faulty_plugins, tmp_path, capsys):
+    # pages: over the whole scenario (every free of a faulty free is at fault: 3 + 2 + 1 pages mapped;
+    # the text's 3 executable and the data's 1 writable page cached); the first step at fault is ops[index]
+    import re
+
+    faulty_plugins(plugin)
+    scenario = _scenario(tmp_path, *[{"op": "alloc", "id": "x", "size": 4096, "perm": "RW"}], *LIFECYCLE,
+                         {"op": "free", "id": "x"})
+    assert main(["run", "-s", scenario, "--arch", plugin, "--format", "json"]) == 0
+    result = json.loads(capsys.readouterr().out)["results"][0]
+    assert result["totals"]["contract_violations"] == pages  # exit 0 without --strict: counted, not hidden
+    assert result["totals"]["wx_violations"] == 0  # the W^X checker alone saw nothing
+    line = result["extra"]["contract"]["violations"][0]
+    assert re.fullmatch(rf"plugin '{plugin}': {hook} {problem}", line), line
+    assert main(["run", "-s", scenario, "--arch", plugin, "--strict"]) == 1
+    assert re.fullmatch(rf"permalloc: error: ops\[{index}\] \(\w+\): plugin '{plugin}': {hook} {problem}",
+                        _error(capsys))
+
+
+def test_compare_strict_names_the_plugin_and_hook(faulty_plugins, tmp_path, capsys):
+    faulty_plugins("faulty_finish")
+    argv = ["compare", "-s", _scenario(tmp_path, *LIFECYCLE), "--arch", "faulty_finish", "-p", "legacy", "-q"]
+    assert main([*argv, "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["results"][0]["totals"]["contract_violations"] == 3
+    assert main([*argv, "--strict"]) == 1
+    assert "plugin 'faulty_finish': permalloc_finish left 3 page(s)" in _error(capsys)

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from permalloc import hookimpl
+from permalloc import ArchInfo, Perm, hookimpl
+from permalloc.arches import generic
 from permalloc.plugin.contract import PermAllocation
 from permalloc.run.scenario import Op, OpType
 
@@ -114,6 +115,52 @@ class _DecliningArch(_Plugin):
         return None
 
 
+class _FaultyArch(_Plugin):
+    """An arch that is generic with one contract step broken (``--arch NAME``)."""
+
+    @hookimpl
+    def permalloc_arch_describe(self, spec: Any, policy: Any) -> ArchInfo:
+        return ArchInfo(name=self.name, description="generic with a planted contract fault",
+                        page_offset=generic.PAGE_OFFSET,
+                        ranges={"vmalloc": generic.VMALLOC, "module": generic.VMALLOC.model_copy(update={"name": "module"})})
+
+
+class _LazyFinish(_FaultyArch):
+    """finish does nothing: the text never becomes read-only or executable."""
+
+    @hookimpl
+    def permalloc_finish(self, machine: Any, alloc: PermAllocation) -> bool:
+        return True
+
+
+class _ChangeKeepsOld(_FaultyArch):
+    """change does nothing: the allocation keeps its old permission."""
+
+    @hookimpl
+    def permalloc_change(self, machine: Any, alloc: PermAllocation, perm: Perm) -> bool:
+        return True
+
+
+class _FreeKeepsMapping(_FaultyArch):
+    """free gives the pages back to the page allocator but leaves them mapped."""
+
+    @hookimpl
+    def permalloc_free(self, machine: Any, alloc: PermAllocation) -> bool:
+        machine.free_pages(alloc.backend["area"].pages, source="faulty_free")
+        return True
+
+
+class _FreeKeepsTlb(_FaultyArch):
+    """free unmaps lazily and gives the pages back with no flush (no VM_FLUSH_RESET_PERMS)."""
+
+    @hookimpl
+    def permalloc_free(self, machine: Any, alloc: PermAllocation) -> bool:
+        area = alloc.backend["area"]
+        area.reset_perms = False
+        machine.vmalloc.vfree(area, source="faulty_vfree")
+        return True
+
+
 raising_policies = _RaisingPolicies("faulty_policies")
 wrong_scenarios = _WrongScenarios("faulty_scenarios")
 raising_ops = _RaisingOps("faulty_ops")
@@ -126,3 +173,7 @@ outside_the_range = _OutsideTheRange("faulty_outside")
 nan_extra = _NanExtra("faulty_nan")
 set_extra = _SetExtra("faulty_set")
 declining_arch = _DecliningArch("faulty_declines")
+lazy_finish = _LazyFinish("faulty_finish")
+change_keeps_old = _ChangeKeepsOld("faulty_change")
+free_keeps_mapping = _FreeKeepsMapping("faulty_free_mapped")
+free_keeps_tlb = _FreeKeepsTlb("faulty_free_tlb")
