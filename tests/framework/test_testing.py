@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from permalloc import ArchInfo, Machine, MachineSpec, Perm, PermAllocation, hookimpl
+from permalloc import ArchInfo, InvariantViolation, Machine, MachineSpec, Perm, PermAllocation, hookimpl
 from permalloc.arches import generic
 from permalloc.mechanisms.archmechanisms import ArchMechanisms
 from permalloc.mechanisms.textpatch import TextPatcher
@@ -114,6 +114,17 @@ class LeakyText(FaultyArch):
         return ArchMechanisms(tlb=IpiFlush(33), text=LeakyPatcher(machine))
 
 
+class FreeWithoutFlush(FaultyArch):
+    arch = "free-without-flush"
+
+    @hookimpl
+    def permalloc_free(self, machine: Machine, alloc: PermAllocation) -> bool:
+        area = alloc.backend["area"]
+        area.reset_perms = False  # no VM_FLUSH_RESET_PERMS: the pages go back with their translations cached
+        machine.vmalloc.vfree(area)
+        return True
+
+
 def suite_for(plugin: FaultyArch, keeps_wx: bool = False) -> ContractSuite:
     """The contract suite as an arch author would subclass it for ``plugin``."""
     cls = type(f"Suite_{plugin.arch}", (ContractSuite,), {"arch": plugin.arch, "plugins": [plugin],
@@ -203,3 +214,14 @@ def test_a_text_mechanism_that_leaves_a_writable_alias_is_caught(path):
     suite = suite_for(LeakyText())
     with pytest.raises(AssertionError, match="writable and executable"):
         suite.test_every_text_patching_path_keeps_wx(DEFAULT_POLICY, path)
+
+
+# -- the contract observer ------------------------------------------------------------------------
+@pytest.mark.parametrize(("perm", "strict", "cached"), [(Perm.RX, False, "executable"), (Perm.RW, True, "writable")])
+def test_a_free_that_leaves_a_translation_cached_fails_the_suite(perm, strict, cached):
+    # counted on the suite's own machine (this arch pokes in place: not strict), raised on a strict one
+    suite = suite_for(FreeWithoutFlush())
+    match = (r"plugin 'free-without-flush-plugin': permalloc_free left 5 page\(s\) of allocation \d+ at "
+             rf"\[0x\w+, 0x\w+\) given back to the page allocator with an? {cached} translation still cached")
+    with pytest.raises(InvariantViolation if strict else AssertionError, match=match):
+        suite.test_lifecycle_keeps_wx_and_leaks_nothing(suite.new_machine(DEFAULT_POLICY, strict=strict), perm)
