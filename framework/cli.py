@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import sys
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from pydantic import ValidationError
@@ -16,7 +17,7 @@ from rich.console import Console
 
 from permalloc import __version__, strictjson
 from permalloc.atomicfile import atomic_write, check_writable, write_text
-from permalloc.errors import PermallocError, PluginWarning
+from permalloc.errors import PermallocError, PluginError, PluginWarning
 from permalloc.model.spec import MachineSpec
 from permalloc.plugin.pluginmanager import (
     arch_plugins,
@@ -188,7 +189,22 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 
 def report_columns(pm: Any) -> list[ReportColumn]:
-    return [column for _plugin, column in collect(pm, "permalloc_report_columns", ReportColumn)]
+    """The plugins' report rows, each reading its value under a guard that names its plugin."""
+    return [dataclasses.replace(column, value=_column_value(plugin, column))
+            for plugin, column in collect(pm, "permalloc_report_columns", ReportColumn)]
+
+
+def _column_value(plugin: str, column: ReportColumn) -> Callable[[Any], Any]:
+    def value(result: Any) -> Any:
+        try:
+            return column.value(result)
+        except PermallocError:
+            raise
+        except Exception as exc:
+            raise PluginError(f"plugin {plugin!r}: the value of report column {column.name!r} "
+                              f"(permalloc_report_columns) raised {type(exc).__name__}: {exc}") from exc
+
+    return value
 
 
 def cmd_spec(args: argparse.Namespace) -> int:

@@ -11,6 +11,7 @@ from typing import Any, Literal
 from permalloc import ArchInfo, Perm, hookimpl
 from permalloc.arches import generic
 from permalloc.plugin.contract import PermAllocation
+from permalloc.report.tables import ReportColumn
 from permalloc.run.scenario import Op, OpType
 
 
@@ -161,6 +162,25 @@ class _FreeKeepsTlb(_FaultyArch):
         return True
 
 
+
+class _WrongAnswer(_Plugin):
+    """Answers one hook first (tryfirst) with something of the wrong shape."""
+
+    def __init__(self, name: str, hook: str, answer: Any) -> None:
+        super().__init__(name)
+        self.answer = answer
+
+        def answer_it(**kwargs: Any) -> Any:
+            return self.answer
+
+        answer_it.__name__ = hook
+        setattr(self, hook, hookimpl(tryfirst=True)(answer_it))
+
+
+def _boom_column(result: Any) -> int:
+    return 1 // 0
+
+
 raising_policies = _RaisingPolicies("faulty_policies")
 wrong_scenarios = _WrongScenarios("faulty_scenarios")
 raising_ops = _RaisingOps("faulty_ops")
@@ -177,3 +197,16 @@ lazy_finish = _LazyFinish("faulty_finish")
 change_keeps_old = _ChangeKeepsOld("faulty_change")
 free_keeps_mapping = _FreeKeepsMapping("faulty_free_mapped")
 free_keeps_tlb = _FreeKeepsTlb("faulty_free_tlb")
+# one wrong answer each, of a hook whose answer's shape the framework checks
+wrong_direct_map = _WrongAnswer("faulty_direct_map", "permalloc_arch_direct_map", ([("0", 1, 512)], {}))
+wrong_jit_image = _WrongAnswer("faulty_jit", "permalloc_bpf_jit_image", (100, 0))
+wrong_layouts = _WrongAnswer("faulty_layouts", "permalloc_module_layouts", ["contiguous"])
+wrong_teardown = _WrongAnswer("faulty_teardown", "permalloc_machine_teardown", [42])
+wrong_shrink = _WrongAnswer("faulty_shrink", "permalloc_shrink", -1)
+wrong_writable = _WrongAnswer("faulty_writable", "permalloc_writable", True)
+wrong_patch = _WrongAnswer("faulty_patch", "permalloc_runtime_patch", True)
+wrong_elf = _WrongAnswer("faulty_elf", "permalloc_elf_machines", 7)
+wrong_check = _WrongAnswer("faulty_check", "permalloc_measurement_check", {"proc_modules_size": 3})
+raising_column = _WrongAnswer("faulty_column", "permalloc_report_columns", [ReportColumn("boom", "divides by zero",
+                                                                                         _boom_column)])
+
