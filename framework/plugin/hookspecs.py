@@ -263,8 +263,8 @@ def permalloc_free(machine: Machine, alloc: PermAllocation) -> bool | None:
 
     Called by ``machine.perm.free``; the contract marks it FREED after. An arch may keep the
     memory in a cache instead, which ``permalloc_shrink`` and its teardown give back. A page it
-    gives back to the page allocator must have no vmalloc alias left and no writable or
-    executable translation cached (VM_FLUSH_RESET_PERMS; the contract observer checks).
+    gives back to the page allocator must have no vmalloc alias left and no executable
+    translation cached (VM_FLUSH_RESET_PERMS; the contract observer checks).
 
     Return True when done. Stops at the first non-None result.
     """

@@ -8,7 +8,7 @@ judges the arch's answer to each contract step, once the step is over:
   linear map, a staging or writable vmalloc alias, a stale TLB entry:
   ``machine.page_access``) is writable while it is executable;
 * after ``free``: no page of it that the free gave back to the page allocator is still
-  mapped in module/vmalloc space or cached writable or executable in a TLB. That is what the
+  mapped in module/vmalloc space or cached executable in a TLB. That is what the
   kernel guarantees for permissioned memory: mm/vmalloc.c vm_reset_perms (VM_FLUSH_RESET_PERMS)
   flushes the aliases before vm_remove_mappings' caller frees the pages. Pages an arch keeps
   in its own cache (the RFC's blocks and live ranges, packs, the ROX cache) are still the
@@ -133,15 +133,16 @@ def _live_faults(machine: Machine, alloc: PermAllocation) -> list[tuple[str, lis
 
 def _freed_faults(machine: Machine, given: list[int]) -> list[tuple[str, list[Any]]]:
     """After free: the pages given back to the page allocator have no vmalloc alias left and no
-    writable or executable translation cached in a TLB."""
-    rmap, tlb = machine.pagetables.rmap, machine.tlb
+    executable translation cached in a TLB. A stale writable translation grants nothing the
+    page's direct-map entry (RW+NX, the page allocator's default) does not: mm/vmalloc.c frees
+    plain vmalloc pages before the lazy purge flushes them (free_vmap_area_noflush), and only
+    memory whose permissions changed needs vm_reset_perms' flush first."""
+    rmap, stale_x = machine.pagetables.rmap, machine.tlb.stale_x
     mapped = [pfn for pfn in given if pfn in rmap]
-    executable = [pfn for pfn in given if pfn in tlb.stale_x]
-    writable = [pfn for pfn in given if pfn in tlb.stale_w and pfn not in tlb.stale_x]
+    executable = [pfn for pfn in given if pfn in stale_x]
     return [(how, pfns) for how, pfns in (
         ("given back to the page allocator still mapped in module/vmalloc space", mapped),
         ("given back to the page allocator with an executable translation still cached in a TLB", executable),
-        ("given back to the page allocator with a writable translation still cached in a TLB", writable),
     ) if pfns]
 
 
