@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import sys
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from pydantic import ValidationError
@@ -16,7 +17,7 @@ from rich.console import Console
 
 from permalloc import __version__, strictjson
 from permalloc.atomicfile import atomic_write, check_writable, write_text
-from permalloc.errors import PermallocError, PluginWarning
+from permalloc.errors import PermallocError, PluginError, PluginWarning
 from permalloc.model.spec import MachineSpec
 from permalloc.plugin.pluginmanager import (
     arch_plugins,
@@ -95,6 +96,11 @@ def _add_timeout(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("--timeout", type=_seconds, metavar="SECONDS",
                    help=f"stop {what} that runs longer than SECONDS of wall time (a plugin that loops forever): "
                    "exit 1 naming it (default: no limit)")
+
+
+def _add_strict(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--strict", action="store_true",
+                   help="fail at the first W^X violation, contract violation (naming the plugin and hook) or leak")
 
 
 def _positive(text: str) -> int:
@@ -186,7 +192,22 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 
 def report_columns(pm: Any) -> list[ReportColumn]:
-    return [column for _plugin, column in collect(pm, "permalloc_report_columns", ReportColumn)]
+    """The plugins' report rows, each reading its value under a guard that names its plugin."""
+    return [dataclasses.replace(column, value=_column_value(plugin, column))
+            for plugin, column in collect(pm, "permalloc_report_columns", ReportColumn)]
+
+
+def _column_value(plugin: str, column: ReportColumn) -> Callable[[Any], Any]:
+    def value(result: Any) -> Any:
+        try:
+            return column.value(result)
+        except PermallocError:
+            raise
+        except Exception as exc:
+            raise PluginError(f"plugin {plugin!r}: the value of report column {column.name!r} "
+                              f"(permalloc_report_columns) raised {type(exc).__name__}: {exc}") from exc
+
+    return value
 
 
 def cmd_spec(args: argparse.Namespace) -> int:
@@ -372,7 +393,7 @@ def _compare_document(scenario: Scenario, spec: MachineSpec, chosen: list[Policy
                   TimeElapsedColumn(), console=err, transient=True, disable=args.quiet or not err.is_terminal) as bar:
         task = bar.add_task(title, total=total)
         per_seed = compare_seeds(scenario, spec, chosen, seeds, jobs=args.jobs, on_done=lambda r: bar.advance(task),
-                                 timeout=args.timeout, workloads=loads)
+                                 timeout=args.timeout, workloads=loads, strict=getattr(args, "strict", False))
     summary = summarise(seeds, per_seed, baseline) if len(seeds) > 1 or baseline else None
     provenance = describe(spec, scenario, chosen, loads, seeds, args.argv)
     return report_json(scenario.name, spec, per_seed[0], provenance=provenance, seeds=summary), per_seed
@@ -517,7 +538,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.add_argument("-o", "--output", help="write the JSON here instead of stdout")
     p.add_argument("--trace", metavar="FILE", help="write every event as JSON Lines")
-    p.add_argument("--strict", action="store_true", help="fail at the first W^X violation or leak")
+    _add_strict(p)
     _add_timeout(p, "the run")
     p.set_defaults(func=cmd_run)
 
@@ -544,6 +565,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baseline", metavar="POLICY",
                    help="show every other policy as a ratio to POLICY, marking differences that cannot be told "
                    "apart from seed noise (paired t-test over the seeds)")
+    _add_strict(p)
     p.add_argument("--format", choices=("table", "json", "csv"), default="table")
     p.add_argument("-o", "--output", help="write the table, JSON or CSV here instead of stdout (CSV: the provenance "
                    "goes to OUTPUT.provenance.json)")

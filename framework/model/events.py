@@ -35,7 +35,10 @@ STOP_MACHINE = "stop_machine"  # every other CPU is woken to spin in the stopper
 STORE = "store"  # plain stores through a writable mapping (staging writes)
 ALLOC = "alloc"  # a contract allocation came to life (requested/allocated bytes)
 FREE = "free"
+FINISH = "finish"  # a contract allocation reached its final permission (extra "id": the allocation's)
+CHANGE = "change"  # a live contract allocation's permission was changed (extra "id")
 WX_VIOLATION = "wx_violation"  # a page became writable and executable through some aliases
+CONTRACT_VIOLATION = "contract_violation"  # n pages a finish, change or free left off the contract
 RELOC_OUT_OF_RANGE = "reloc_out_of_range"
 SET_MEMORY = "set_memory"  # a set_memory_* / change_page_attr_set_clr call (n pages; source: the function)
 NOTE = "note"  # free-form marker from a plugin (no cost)
@@ -109,7 +112,11 @@ CORE_KINDS: tuple[EventKind, ...] = (
     EventKind(STORE, "plain stores through a writable mapping"),
     EventKind(ALLOC, "a contract allocation came to life"),
     EventKind(FREE, "a contract allocation was freed"),
+    EventKind(FINISH, "a contract allocation was made live at its final permission"),
+    EventKind(CHANGE, "a live contract allocation's permission was changed"),
     EventKind(WX_VIOLATION, "pages writable and executable through some aliases", unit_counter="wx_violations"),
+    EventKind(CONTRACT_VIOLATION, "pages an arch's finish, change or free left off the contract",
+              unit_counter="contract_violations"),
     EventKind(RELOC_OUT_OF_RANGE, "relocations out of reach", unit_counter="reloc_out_of_range"),
     EventKind(SET_MEMORY, "a set_memory_* call"),
     EventKind(NOTE, "a marker from a plugin"),

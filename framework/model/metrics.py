@@ -29,6 +29,7 @@ METRICS = (
     "requested_bytes",
     "reloc_out_of_range",
     "wx_violations",
+    "contract_violations",
     "cost_ns",
 )
 # State read at the end (or at op boundaries), as opposed to counters folded from events.
@@ -59,6 +60,7 @@ DESCRIPTIONS = {
     "requested_bytes": "peak bytes that callers asked for",
     "reloc_out_of_range": "relocations that a layout left out of reach",
     "wx_violations": "moments when a page was writable and executable through any aliases",
+    "contract_violations": "pages an arch's finish, change or free left off the contract (permission, alias, mapping)",
     "cost_ns": "the cost model's estimate of time spent",
 }
 

@@ -78,6 +78,23 @@ class KernelPageTables:
             return None
         return mapping, (addr - mapping.start) >> PAGE_SHIFT
 
+    def pages(self, start: int, end: int) -> list[tuple[int | None, int]]:
+        """``(pfn, perm bits)`` of every virtual page of [start, end) as mapped now, ``(None, 0)``
+        for a page nothing maps: one lookup per mapping crossed, not per page."""
+        out: list[tuple[int | None, int]] = []
+        va = start & ~(PAGE_SIZE - 1)
+        while va < end:
+            found = self.lookup(va)
+            if found is None:
+                out.append((None, 0))
+                va += PAGE_SIZE
+                continue
+            mapping, i = found
+            n = min(mapping.npages - i, (end - va + PAGE_SIZE - 1) >> PAGE_SHIFT)
+            out.extend(zip(mapping.pfns[i : i + n], mapping.perms[i : i + n]))
+            va += n << PAGE_SHIFT
+        return out
+
     def change(self, mapping: Mapping, first: int, count: int, set_mask: Perm, clear_mask: Perm) -> tuple[list[int], int]:
         """Change PTE permissions; returns the changed page indices and 2 MiB leaves split.
 

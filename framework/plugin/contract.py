@@ -84,7 +84,7 @@ class PermAlloc:
         self._check_placement(alloc, vrange)
         self.live[alloc.id] = alloc
         bisect.insort(self._starts, (alloc.addr, alloc.id))
-        self.m.emit(ev.ALLOC, 1, alloc.addr, source="perm_alloc", allocated=alloc.allocated, requested=size)
+        self.m.emit(ev.ALLOC, 1, alloc.addr, source="perm_alloc", allocated=alloc.allocated, requested=size, id=alloc.id)
         return alloc
 
     def _check_placement(self, alloc: PermAllocation, vrange: VRange) -> None:
@@ -134,6 +134,7 @@ class PermAlloc:
         self._check(alloc, "finish", State.STAGING)
         self.m.call_arch("permalloc_finish", machine=self.m, alloc=alloc)
         alloc.state = State.LIVE
+        self.m.emit(ev.FINISH, 1, alloc.addr, source="perm_finish", id=alloc.id)
 
     def change(self, alloc: PermAllocation, perm: Perm | str) -> None:
         perm = Perm.parse(perm)
@@ -143,6 +144,7 @@ class PermAlloc:
         if perm != alloc.perm:
             self.m.call_arch("permalloc_change", machine=self.m, alloc=alloc, perm=perm)
             alloc.perm = perm
+            self.m.emit(ev.CHANGE, 1, alloc.addr, source="perm_change", id=alloc.id)
 
     def poke(self, alloc: PermAllocation, offset: int, length: int) -> None:
         self._check(alloc, "poke", State.LIVE)
@@ -156,7 +158,8 @@ class PermAlloc:
         alloc.state = State.FREED
         del self.live[alloc.id]
         del self._starts[bisect.bisect_left(self._starts, (alloc.addr, alloc.id))]
-        self.m.emit(ev.FREE, 1, alloc.addr, source="perm_free", allocated=alloc.allocated, requested=alloc.size)
+        self.m.emit(ev.FREE, 1, alloc.addr, source="perm_free", allocated=alloc.allocated, requested=alloc.size,
+                    id=alloc.id)
 
     def shrink(self, pages: int) -> int:
         if pages < 0:

@@ -212,7 +212,8 @@ def permalloc_finish(machine: Machine, alloc: PermAllocation) -> bool | None:
     Load the staged content (copy with the arch's text patching, or change the permissions of
     the mapping that was written) so that no step leaves a page writable and executable, and
     leave every page of the allocation mapped with exactly ``alloc.perm`` and no writable alias
-    of an executable page (the contract suite checks all three).
+    of an executable page (the contract suite checks all three; the contract observer checks
+    the last two after every finish and counts ``contract_violations``).
 
     Return True when done. Stops at the first non-None result.
     """
@@ -228,7 +229,8 @@ def permalloc_change(machine: Machine, alloc: PermAllocation, perm: Perm) -> boo
     :param perm: the new permission: different from the old, never W+X, never NONE.
 
     Called by ``machine.perm.change`` (the ``change`` op, the module loader's ro_after_init).
-    Drop rights before granting new ones, so that no step is W+X.
+    Drop rights before granting new ones, so that no step is W+X, and leave every page at
+    exactly ``perm`` with no writable alias of an executable page (the contract observer checks).
 
     Return True when done. Stops at the first non-None result.
     """
@@ -260,7 +262,9 @@ def permalloc_free(machine: Machine, alloc: PermAllocation) -> bool | None:
     :param alloc: a STAGING or LIVE allocation.
 
     Called by ``machine.perm.free``; the contract marks it FREED after. An arch may keep the
-    memory in a cache instead, which ``permalloc_shrink`` and its teardown give back.
+    memory in a cache instead, which ``permalloc_shrink`` and its teardown give back. A page it
+    gives back to the page allocator must have no vmalloc alias left and no executable
+    translation cached (VM_FLUSH_RESET_PERMS; the contract observer checks).
 
     Return True when done. Stops at the first non-None result.
     """

@@ -11,7 +11,7 @@ import functools
 import importlib
 import importlib.metadata
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -34,6 +34,7 @@ BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
     ("arm64", "permalloc.arches.arm64"),
     ("bpf_jit", "permalloc.plugins.bpf_jit"),
     ("invariants", "permalloc.plugins.invariants"),
+    ("contract", "permalloc.plugins.invariants.contract"),
     ("module_loader", "permalloc.plugins.module_loader"),
     ("alternatives", "permalloc.plugins.alternatives"),
     ("smp_locks", "permalloc.plugins.smp_locks"),
@@ -272,7 +273,7 @@ def _guard(pm: pluggy.PluginManager) -> None:
         for impl in getattr(pm.hook, hookname).get_hookimpls():
             if not (impl.hookwrapper or impl.wrapper) and not getattr(impl.function, "_permalloc_guarded", False):
                 impl.function = _guarded(impl.function, impl.plugin_name, hookname, expected,
-                                         answered if hookname in ANSWER_NAMED else None)
+                                         answered if hookname in ANSWER_NAMED else None, ANSWER_CHECKS.get(hookname))
     for caller_name in ("permalloc_module_going", "permalloc_event", "permalloc_machine_start", "permalloc_machine_boot",
                         "permalloc_machine_release", "permalloc_add_commands", "permalloc_run_report"):
         for impl in getattr(pm.hook, caller_name).get_hookimpls():
@@ -280,14 +281,80 @@ def _guard(pm: pluggy.PluginManager) -> None:
                 impl.function = _guarded(impl.function, impl.plugin_name, caller_name, None)
 
 
+def _int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _direct_map_problem(answer: tuple) -> str | None:
+    if len(answer) != 2 or not isinstance(answer[0], (list, tuple)) or not isinstance(answer[1], dict):
+        return "a tuple that is not (leaves, counts)"
+    for leaf in answer[0]:
+        if not (isinstance(leaf, (list, tuple)) and len(leaf) == 3 and all(_int(v) for v in leaf)):
+            return f"the leaf {leaf!r}, expected (start_pfn, end_pfn, leaf_pages) of ints"
+    if not all(_int(k) and _int(v) for k, v in answer[1].items()):
+        return "counts that are not {leaf_pages: count} of ints"
+    return None
+
+
+def _jit_image_problem(answer: tuple) -> str | None:
+    if len(answer) != 3 or not all(_int(v) and v > 0 for v in answer):
+        return f"{answer!r}, expected (jited_len, binary_align, pack_align) of positive ints"
+    return None
+
+
+def _layouts_problem(answer: list) -> str | None:
+    for layout in answer:
+        if not isinstance(getattr(layout, "name", None), str) or not callable(getattr(layout, "plan", None)):
+            return f"{type(layout).__name__}, expected layouts with a name (str) and a plan"
+    return None
+
+
+def _lines_problem(answer: list) -> str | None:
+    wrong = [line for line in answer if not isinstance(line, str)]
+    return f"a list holding {type(wrong[0]).__name__}, expected a list of str" if wrong else None
+
+
+def _checks_problem(answer: dict) -> str | None:
+    for key, pair in answer.items():
+        if not (isinstance(key, str) and isinstance(pair, (list, tuple)) and len(pair) == 2
+                and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in pair)):
+            return f"{{{key!r}: {pair!r}}}, expected {{column: [measured, simulated]}} of numbers"
+    return None
+
+
+def _count_problem(answer: int) -> str | None:
+    if isinstance(answer, bool):
+        return "bool, expected int"
+    return f"{answer}, expected a count >= 0" if answer < 0 else None
+
+
+def _address_problem(answer: int) -> str | None:
+    return "bool, expected int" if isinstance(answer, bool) else None
+
+
+# What the type alone does not say: the elements and values of an answer, checked after the
+# type (None: fine, else what was wrong, after "returned").
+ANSWER_CHECKS = {
+    "permalloc_arch_direct_map": _direct_map_problem,
+    "permalloc_bpf_jit_image": _jit_image_problem,
+    "permalloc_module_layouts": _layouts_problem,
+    "permalloc_machine_teardown": _lines_problem,
+    "permalloc_measurement_check": _checks_problem,
+    "permalloc_writable": _address_problem,
+    "permalloc_shrink": _count_problem,
+    "permalloc_runtime_patch": _count_problem,
+}
+
+
 # Hooks whose answers go into results as they are: a NaN, an infinity or anything JSON has no
 # type for (a set, an object) is refused by name.
 WRITTEN_OUT = ("permalloc_result_extra", "permalloc_measurement_check")
 
 
-# Hooks whose answer is checked after the call (PermAlloc._check_placement): which plugin gave
-# it is recorded, for the error to name it; other hooks pay nothing for this.
-ANSWER_NAMED = ("permalloc_alloc",)
+# Hooks whose answer is checked after the call (PermAlloc._check_placement, the contract
+# observer of plugins/invariants): which plugin gave it is recorded, for the error to name it;
+# other hooks pay nothing for this. None of them is hot (one call per contract step).
+ANSWER_NAMED = ("permalloc_alloc", "permalloc_finish", "permalloc_change", "permalloc_free")
 
 
 def answered_by(pm: pluggy.PluginManager, hook: str) -> str:
@@ -296,7 +363,7 @@ def answered_by(pm: pluggy.PluginManager, hook: str) -> str:
 
 
 def _guarded(func: Any, plugin: str, hook: str, expected: type | tuple[type, ...] | None,
-             answered: dict[str, str] | None = None) -> Any:
+             answered: dict[str, str] | None = None, check: Callable[[Any], str | None] | None = None) -> Any:
     @functools.wraps(func)
     def call(*args: Any, **kwargs: Any) -> Any:
         try:
@@ -310,6 +377,8 @@ def _guarded(func: Any, plugin: str, hook: str, expected: type | tuple[type, ...
                 f"plugin {plugin!r}: {hook} returned {type(result).__name__}, expected "
                 f"{hookspecs.RETURN_TYPES[hook]}"
             )
+        if check is not None and result is not None and (bad := check(result)):
+            raise PluginError(f"plugin {plugin!r}: {hook} returned {bad}")
         if hook in WRITTEN_OUT and (bad := json_problem(result)):
             raise PluginError(f"plugin {plugin!r}: {hook} returned what strict JSON cannot hold: {bad}")
         if answered is not None and result is not None:

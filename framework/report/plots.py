@@ -26,6 +26,7 @@ BAR_METRICS = (
     "allocated_bytes",
     "reloc_out_of_range",
     "wx_violations",
+    "contract_violations",
     "cost_ns",
 )
 

@@ -25,9 +25,10 @@ TIMELINE_POINTS = 200
 
 
 def _run_one(
-    scenario: Scenario, spec: MachineSpec, policy: PolicySpec, every: int, workload: WorkloadSource | None
+    scenario: Scenario, spec: MachineSpec, policy: PolicySpec, every: int, workload: WorkloadSource | None,
+    strict: bool = False,
 ) -> PolicyResult:
-    return run(scenario, spec, policy, timeline_every=every, workload=workload)
+    return run(scenario, spec, policy, timeline_every=every, workload=workload, strict=strict)
 
 
 def workloads_for(spec: MachineSpec, policies: Sequence[PolicySpec], workload: WorkloadSource | None = None
@@ -47,14 +48,16 @@ def compare(
     workload: WorkloadSource | None = None,
     timeout: float | None = None,
     workloads: Sequence[WorkloadSource | None] | None = None,
+    strict: bool = False,
 ) -> list[PolicyResult]:
     """Results in the order of ``policies``, whatever ``jobs`` is.
 
     Each policy runs on its own default workload (:func:`spec_workload`) unless
     ``workload`` forces one for all or ``workloads`` names one per policy. ``timeout``:
     seconds each policy's run may take (:class:`~permalloc.run.timeout.RunTimeout` names
-    the policy; its worker is killed)."""
-    return compare_seeds(scenario, spec, policies, [spec.seed], jobs, on_done, workload, timeout, workloads)[0]
+    the policy; its worker is killed). ``strict``: the first W^X violation, contract
+    violation or leak is an error (``Machine(strict=True)``)."""
+    return compare_seeds(scenario, spec, policies, [spec.seed], jobs, on_done, workload, timeout, workloads, strict)[0]
 
 
 def compare_seeds(
@@ -67,6 +70,7 @@ def compare_seeds(
     workload: WorkloadSource | None = None,
     timeout: float | None = None,
     workloads: Sequence[WorkloadSource | None] | None = None,
+    strict: bool = False,
 ) -> list[list[PolicyResult]]:
     """:func:`compare` on each of ``seeds`` (the spec's seed replaced): one list of results per
     seed, in the order of ``seeds``; every (seed, policy) run is one job of the same pool."""
@@ -79,13 +83,13 @@ def compare_seeds(
     if jobs <= 1 or len(runs) == 1:
         for k, i, run_spec, policy in runs:
             with time_limit(timeout, label(k, policy)):
-                results[k, i] = _run_one(scenario, run_spec, policy, every, loads[i])
+                results[k, i] = _run_one(scenario, run_spec, policy, every, loads[i], strict)
             if on_done:
                 on_done(results[k, i])
         return [[results[k, i] for i in range(len(policies))] for k in range(len(seeds))]
     pool = ProcessPool(max_workers=min(jobs, len(runs)), initializer=die_with_parent, initargs=[os.getpid()])
     try:
-        futures = {pool.schedule(_run_one, args=[scenario, run_spec, policy, every, loads[i]], timeout=timeout): (k, i)
+        futures = {pool.schedule(_run_one, args=[scenario, run_spec, policy, every, loads[i], strict], timeout=timeout): (k, i)
                    for k, i, run_spec, policy in runs}
         for future in as_completed(futures):
             k, i = futures[future]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pluggy
 
-from permalloc.errors import PluginError
+from permalloc.errors import PermallocError, PluginError
 from permalloc.model.elfmachine import ElfMachine
 
 __all__ = ["Machines", "elf_machine", "elf_machines"]
@@ -25,7 +25,17 @@ def elf_machines(pm: pluggy.PluginManager | None = None) -> Machines:
     out: Machines = {}
     owner: dict[str, str] = {}
     for impl in pm.hook.permalloc_elf_machines.get_hookimpls():
-        for machine in impl.function() or ():
+        try:
+            found = impl.function()
+        except PermallocError:
+            raise
+        except Exception as exc:
+            raise PluginError(f"plugin {impl.plugin_name!r} raised in permalloc_elf_machines: "
+                              f"{type(exc).__name__}: {exc}") from exc
+        if found is not None and not isinstance(found, (list, tuple)):
+            raise PluginError(f"plugin {impl.plugin_name!r}: permalloc_elf_machines returned "
+                              f"{type(found).__name__}, expected a list of ElfMachine")
+        for machine in found or ():
             if not isinstance(machine, ElfMachine):
                 raise PluginError(f"plugin {impl.plugin_name}: permalloc_elf_machines returned "
                                   f"{type(machine).__name__}, expected ElfMachine")

@@ -7,6 +7,7 @@ import pytest
 from permalloc import InvariantViolation, Machine, Perm
 from permalloc.arches.x86 import _state
 from permalloc.model.pages import PAGE_SIZE, PAGES_PER_PMD, PMD_SIZE
+from permalloc.testing import invariants_report
 
 from .conftest import ROX_CACHE, ROX_CACHE_RESET_PERMS, x86
 
@@ -204,3 +205,24 @@ def test_teardown_leaks_nothing_and_wx_holds_under_strict_mode():
     assert not cache.busy and not cache.regions and cache.stats.cleans == cache.stats.populates
     assert m.metrics.counters["wx_violations"] == 0
     assert m.teardown() == []  # strict: a leaked page, mapping or direct-map change would raise
+
+
+def test_upstream_clean_breaks_the_free_contract_the_what_if_keeps_it():
+    # mm/execmem.c execmem_cache_clean: execmem_set_direct_map_valid(vm, true), then vfree() of a
+    # region that execmem_cache_populate_alloc vmalloc'ed without VM_FLUSH_RESET_PERMS: vfree's
+    # lazy vunmap frees the pages while the region's executable translations stay cached until
+    # the lazy purge. Freeing the last allocation of a region gives its pages back that way.
+    upstream, fixed = _machine(ROX_CACHE, strict=False), _machine(ROX_CACHE_RESET_PERMS, strict=False)
+    for m in (upstream, fixed):
+        kept = _live(m, 3 * PAGE_SIZE)
+        gone = _live(m, 5 * PAGE_SIZE)
+        m.perm.free(gone)  # the region is still busy: cached, not judged
+        assert m.metrics.counters["contract_violations"] == 0
+        m.perm.free(kept)  # the last one: execmem_cache_clean gives the region back
+    assert upstream.metrics.counters["contract_violations"] == 3  # the pages of the last allocation
+    [line] = invariants_report(upstream)["violations"]
+    assert line.startswith("plugin 'x86': permalloc_free left 3 page(s) of allocation ")
+    assert line.endswith("given back to the page allocator with an executable translation still cached in a TLB")
+    assert fixed.metrics.counters["contract_violations"] == 0
+    for m in (upstream, fixed):
+        assert m.teardown() == []

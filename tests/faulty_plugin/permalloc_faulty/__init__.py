@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from permalloc import hookimpl
+from permalloc import ArchInfo, Perm, hookimpl
+from permalloc.arches import generic
 from permalloc.plugin.contract import PermAllocation
+from permalloc.report.tables import ReportColumn
 from permalloc.run.scenario import Op, OpType
 
 
@@ -114,6 +116,71 @@ class _DecliningArch(_Plugin):
         return None
 
 
+class _FaultyArch(_Plugin):
+    """An arch that is generic with one contract step broken (``--arch NAME``)."""
+
+    @hookimpl
+    def permalloc_arch_describe(self, spec: Any, policy: Any) -> ArchInfo:
+        return ArchInfo(name=self.name, description="generic with a planted contract fault",
+                        page_offset=generic.PAGE_OFFSET,
+                        ranges={"vmalloc": generic.VMALLOC, "module": generic.VMALLOC.model_copy(update={"name": "module"})})
+
+
+class _LazyFinish(_FaultyArch):
+    """finish does nothing: the text never becomes read-only or executable."""
+
+    @hookimpl
+    def permalloc_finish(self, machine: Any, alloc: PermAllocation) -> bool:
+        return True
+
+
+class _ChangeKeepsOld(_FaultyArch):
+    """change does nothing: the allocation keeps its old permission."""
+
+    @hookimpl
+    def permalloc_change(self, machine: Any, alloc: PermAllocation, perm: Perm) -> bool:
+        return True
+
+
+class _FreeKeepsMapping(_FaultyArch):
+    """free gives the pages back to the page allocator but leaves them mapped."""
+
+    @hookimpl
+    def permalloc_free(self, machine: Any, alloc: PermAllocation) -> bool:
+        machine.free_pages(alloc.backend["area"].pages, source="faulty_free")
+        return True
+
+
+class _FreeKeepsTlb(_FaultyArch):
+    """free unmaps lazily and gives the pages back with no flush (no VM_FLUSH_RESET_PERMS)."""
+
+    @hookimpl
+    def permalloc_free(self, machine: Any, alloc: PermAllocation) -> bool:
+        area = alloc.backend["area"]
+        area.reset_perms = False
+        machine.vmalloc.vfree(area, source="faulty_vfree")
+        return True
+
+
+
+class _WrongAnswer(_Plugin):
+    """Answers one hook first (tryfirst) with something of the wrong shape."""
+
+    def __init__(self, name: str, hook: str, answer: Any) -> None:
+        super().__init__(name)
+        self.answer = answer
+
+        def answer_it(**kwargs: Any) -> Any:
+            return self.answer
+
+        answer_it.__name__ = hook
+        setattr(self, hook, hookimpl(tryfirst=True)(answer_it))
+
+
+def _boom_column(result: Any) -> int:
+    return 1 // 0
+
+
 raising_policies = _RaisingPolicies("faulty_policies")
 wrong_scenarios = _WrongScenarios("faulty_scenarios")
 raising_ops = _RaisingOps("faulty_ops")
@@ -126,3 +193,20 @@ outside_the_range = _OutsideTheRange("faulty_outside")
 nan_extra = _NanExtra("faulty_nan")
 set_extra = _SetExtra("faulty_set")
 declining_arch = _DecliningArch("faulty_declines")
+lazy_finish = _LazyFinish("faulty_finish")
+change_keeps_old = _ChangeKeepsOld("faulty_change")
+free_keeps_mapping = _FreeKeepsMapping("faulty_free_mapped")
+free_keeps_tlb = _FreeKeepsTlb("faulty_free_tlb")
+# one wrong answer each, of a hook whose answer's shape the framework checks
+wrong_direct_map = _WrongAnswer("faulty_direct_map", "permalloc_arch_direct_map", ([("0", 1, 512)], {}))
+wrong_jit_image = _WrongAnswer("faulty_jit", "permalloc_bpf_jit_image", (100, 0))
+wrong_layouts = _WrongAnswer("faulty_layouts", "permalloc_module_layouts", ["contiguous"])
+wrong_teardown = _WrongAnswer("faulty_teardown", "permalloc_machine_teardown", [42])
+wrong_shrink = _WrongAnswer("faulty_shrink", "permalloc_shrink", -1)
+wrong_writable = _WrongAnswer("faulty_writable", "permalloc_writable", True)
+wrong_patch = _WrongAnswer("faulty_patch", "permalloc_runtime_patch", True)
+wrong_elf = _WrongAnswer("faulty_elf", "permalloc_elf_machines", 7)
+wrong_check = _WrongAnswer("faulty_check", "permalloc_measurement_check", {"proc_modules_size": 3})
+raising_column = _WrongAnswer("faulty_column", "permalloc_report_columns", [ReportColumn("boom", "divides by zero",
+                                                                                         _boom_column)])
+
