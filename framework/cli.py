@@ -44,6 +44,8 @@ from permalloc.run.workloads import resolve_workload, workloads
 from permalloc.skeleton import KINDS, write_package
 
 EPILOG = "Run 'permalloc COMMAND --help' for the options of a command."
+WIDE_HELP = ("tables at least 120 columns wide: boxed, one row per policy and op kind in the per-op table (default: "
+             "metrics as rows and policies as columns, six policies in 80 columns)")
 
 
 def _machine_args(parser: argparse.ArgumentParser, arch_help: str) -> None:
@@ -285,8 +287,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.format == "json":
         _write_output(strictjson.dumps(report_json(scenario.name, spec, [result]), "the results", indent=2) + "\n", args.output)
     else:
-        console = _stdout_console()
-        print_tables(scenario.name, [result], console, report_columns(pm))
+        console = _stdout_console()  # the module views of plugins (--modules) are wide tables
+        print_tables(scenario.name, [result], console, report_columns(pm), wide=args.wide)
         pm.hook.permalloc_run_report(args=args, result=result, console=console)
     return 0
 
@@ -308,6 +310,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
     scenario = _scenario(pm, args.scenario, spec, chosen[0] if chosen else None, err)
     workload = resolve_workload(pm, args.workload) if args.workload else None
     _check_outputs(args)
+    samples: tuple[str, ...] = ()
+    if args.plot or args.html:
+        from permalloc.report.plots import DISTRIBUTION_METRICS
+
+        samples = DISTRIBUTION_METRICS  # the per-op values the distribution plots draw
     for policy in chosen:
         if policy.arch and policy.arch != arch and args.arch:
             raise PermallocError(f"policy {policy.name!r} is for arch {policy.arch!r}, not {arch!r}")
@@ -315,7 +322,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
                   TimeElapsedColumn(), console=err, transient=True, disable=args.quiet or not err.is_terminal) as bar:
         task = bar.add_task(f"{scenario.name} on {arch}", total=len(chosen))
         results = compare(scenario, spec, chosen, jobs=args.jobs, on_done=lambda r: bar.advance(task), workload=workload,
-                          timeout=args.timeout)
+                          timeout=args.timeout, samples=samples)
     if args.plot:
         from permalloc.report.plots import save_plots
 
@@ -324,13 +331,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.html:
         from permalloc.report.html import write_html
 
-        err.print(f"wrote {write_html(args.html, scenario.name, spec, results, chosen)}")
+        known = workloads(pm) | ({workload.name: workload} if workload else {})
+        err.print(f"wrote {write_html(args.html, scenario, spec, results, chosen, known)}")
     if args.format == "json":
         _write_output(strictjson.dumps(report_json(scenario.name, spec, results), "the results", indent=2) + "\n", args.output)
     elif args.format == "csv":
         _write_output(report_csv(scenario.name, results), args.output)
     else:
-        print_tables(scenario.name, results, _stdout_console(), report_columns(pm))
+        console = _stdout_console() if args.wide else _PipeConsole()
+        print_tables(scenario.name, results, console, report_columns(pm), wide=args.wide)
     return 0
 
 
@@ -417,6 +426,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help="write the JSON here instead of stdout")
     p.add_argument("--trace", metavar="FILE", help="write every event as JSON Lines")
     p.add_argument("--strict", action="store_true", help="fail at the first W^X violation or leak")
+    p.add_argument("--wide", action="store_true", help=WIDE_HELP)
     _add_timeout(p, "the run")
     p.set_defaults(func=cmd_run)
 
@@ -439,8 +449,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_timeout(p, "each policy's run")
     p.add_argument("--format", choices=("table", "json", "csv"), default="table")
     p.add_argument("-o", "--output", help="write JSON/CSV here instead of stdout")
-    p.add_argument("--plot", metavar="FILE", help="write bar plots to FILE (.png/.svg/.pdf) and the timeline next to it")
-    p.add_argument("--html", metavar="DIR", help="write a static HTML report (table and plots) into DIR")
+    p.add_argument("--wide", action="store_true", help=WIDE_HELP)
+    p.add_argument("--plot", metavar="FILE",
+                   help="write bar plots to FILE (.png/.svg/.pdf), the timeline (NAME-timeline.EXT) and the per-op "
+                   "distributions (NAME-per-op.EXT) next to it")
+    p.add_argument("--html", metavar="DIR",
+                   help="write a self-contained HTML report (sortable tables, plots inline) as DIR/index.html")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_compare)
 

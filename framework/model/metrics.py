@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import statistics
 from array import array
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 from permalloc.errors import PermallocError
 from permalloc.model import events as ev
@@ -60,6 +60,28 @@ DESCRIPTIONS = {
     "reloc_out_of_range": "relocations that a layout left out of reach",
     "wx_violations": "moments when a page was writable and executable through any aliases",
     "cost_ns": "the cost model's estimate of time spent",
+}
+# What one unit of each metric is (docs/architecture.md, "Metrics": its unit column); axes
+# and legends name it.
+UNITS = {
+    "shootdowns": "flushes",
+    "ipis": "IPIs",
+    "flush_ipis": "IPIs",
+    "sync_ipis": "rounds",
+    "local_flushes": "flushes",
+    "directmap_splits_1g": "splits",
+    "directmap_splits_2m": "splits",
+    "directmap_4k_bytes": "bytes",
+    "directmap_2m_bytes": "bytes",
+    "directmap_1g_bytes": "bytes",
+    "text_pokes": "writes",
+    "poke_bytes": "bytes",
+    "huge_mappings": "leaves",
+    "allocated_bytes": "bytes",
+    "requested_bytes": "bytes",
+    "reloc_out_of_range": "relocations",
+    "wx_violations": "page entries",
+    "cost_ns": "ns",
 }
 
 
@@ -160,6 +182,8 @@ class Metrics:
         return {k: (int(v) if float(v).is_integer() else v) for k, v in out.items()}
 
     def per_op(self) -> dict[str, dict[str, object]]:
+        """Per op kind: ``count``, and the mean, median, 90th percentile and max of every
+        metric's change over one op."""
         result: dict[str, dict[str, object]] = {}
         for kind in sorted(self._samples):
             samples = dict(zip(METRICS, self._samples[kind]))
@@ -169,10 +193,27 @@ class Metrics:
                 entry[name] = {
                     "mean": round(statistics.fmean(values), 3),
                     "median": _num(statistics.median(values)),
+                    "p90": _num(percentile(values, 90)),
                     "max": _num(max(values)),
                 }
             result[kind] = entry
         return result
+
+    def samples(self, names: Iterable[str]) -> dict[str, dict[str, list[float]]]:
+        """Per op kind, every op's change of each metric of ``names`` (the values behind
+        :meth:`per_op`, for distribution plots)."""
+        columns = [METRICS.index(name) for name in names]
+        return {kind: {METRICS[i]: list(self._samples[kind][i]) for i in columns} for kind in sorted(self._samples)}
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The ``q``-th percentile of ``values``, linearly interpolated between the nearest ranks
+    (numpy's default, and what ``statistics.quantiles(..., method="inclusive")`` computes)."""
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * q / 100
+    low = int(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
 def _num(value: float) -> float | int:

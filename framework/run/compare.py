@@ -25,9 +25,10 @@ TIMELINE_POINTS = 200
 
 
 def _run_one(
-    scenario: Scenario, spec: MachineSpec, policy: PolicySpec, every: int, workload: WorkloadSource | None
+    scenario: Scenario, spec: MachineSpec, policy: PolicySpec, every: int, workload: WorkloadSource | None,
+    samples: Sequence[str],
 ) -> PolicyResult:
-    return run(scenario, spec, policy, timeline_every=every, workload=workload)
+    return run(scenario, spec, policy, timeline_every=every, workload=workload, samples=samples)
 
 
 def compare(
@@ -38,12 +39,14 @@ def compare(
     on_done: Callable[[PolicyResult], None] | None = None,
     workload: WorkloadSource | None = None,
     timeout: float | None = None,
+    samples: Sequence[str] = (),
 ) -> list[PolicyResult]:
     """Results in the order of ``policies``, whatever ``jobs`` is.
 
     Each policy runs on its own default workload (:func:`spec_workload`) unless
     ``workload`` forces one for all. ``timeout``: seconds each policy's run may take
-    (:class:`~permalloc.run.timeout.RunTimeout` names the policy; its worker is killed)."""
+    (:class:`~permalloc.run.timeout.RunTimeout` names the policy; its worker is killed).
+    ``samples``: metrics whose per-op values each result keeps (for distribution plots)."""
     every = max(1, len(scenario.ops) // TIMELINE_POINTS)
     specs = [spec.model_copy(update={"arch": policy.arch or spec.arch}) for policy in policies]
     pm = registry_manager()
@@ -52,13 +55,13 @@ def compare(
     if jobs <= 1 or len(policies) == 1:
         for i, policy in enumerate(policies):
             with time_limit(timeout, f"policy {policy.name}"):
-                results[i] = _run_one(scenario, specs[i], policy, every, loads[i])
+                results[i] = _run_one(scenario, specs[i], policy, every, loads[i], samples)
             if on_done:
                 on_done(results[i])
         return [results[i] for i in range(len(policies))]
     pool = ProcessPool(max_workers=min(jobs, len(policies)), initializer=die_with_parent, initargs=[os.getpid()])
     try:
-        futures = {pool.schedule(_run_one, args=[scenario, specs[i], p, every, loads[i]], timeout=timeout): i
+        futures = {pool.schedule(_run_one, args=[scenario, specs[i], p, every, loads[i], samples], timeout=timeout): i
                    for i, p in enumerate(policies)}
         for future in as_completed(futures):
             i = futures[future]
