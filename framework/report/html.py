@@ -48,7 +48,6 @@ _SORT = """
 document.querySelectorAll("table.sortable").forEach(function (table) {
   var heads = table.tHead.rows[0].cells;
   Array.prototype.forEach.call(heads, function (th, col) {
-    th.title = "sort";
     th.addEventListener("click", function () {
       var dir = th.dataset.dir === "asc" ? "desc" : "asc";
       Array.prototype.forEach.call(heads, function (h) { delete h.dataset.dir; });
