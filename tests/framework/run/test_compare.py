@@ -123,3 +123,6 @@ def test_default_scenario_is_boot_then_churn_then_tracing():
     default = resolve_scenario(pm, "default")
     boot = resolve_scenario(pm, "boot")
     assert default.ops[: len(boot.ops)] == boot.ops
+    churn = resolve_scenario(pm, "bpf-churn")
+    assert [(p.name, p.start) for p in default.phases] == [
+        ("boot", 0), ("bpf-churn", len(boot.ops)), ("tracing", len(boot.ops) + len(churn.ops))]
