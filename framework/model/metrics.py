@@ -190,11 +190,14 @@ class Metrics:
             entry: dict[str, object] = {"count": len(samples["shootdowns"])}
             for name in METRICS:
                 values = samples[name]
+                ordered = sorted(values)  # one sort for the median, p90 and max
+                half = len(ordered) // 2
+                median = ordered[half] if len(ordered) % 2 else (ordered[half - 1] + ordered[half]) / 2
                 entry[name] = {
                     "mean": round(statistics.fmean(values), 3),
-                    "median": _num(statistics.median(values)),
-                    "p90": _num(percentile(values, 90)),
-                    "max": _num(max(values)),
+                    "median": _num(median),
+                    "p90": _num(_ranked(ordered, 90)),
+                    "max": _num(ordered[-1]),
                 }
             result[kind] = entry
         return result
@@ -209,7 +212,11 @@ class Metrics:
 def percentile(values: Sequence[float], q: float) -> float:
     """The ``q``-th percentile of ``values``, linearly interpolated between the nearest ranks
     (numpy's default, and what ``statistics.quantiles(..., method="inclusive")`` computes)."""
-    ordered = sorted(values)
+    return _ranked(sorted(values), q)
+
+
+def _ranked(ordered: Sequence[float], q: float) -> float:
+    """:func:`percentile` of values already in ascending order."""
     rank = (len(ordered) - 1) * q / 100
     low = int(rank)
     high = min(low + 1, len(ordered) - 1)
