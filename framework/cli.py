@@ -48,6 +48,8 @@ from permalloc.skeleton import KINDS, write_package
 EPILOG = ("Run 'permalloc COMMAND --help' for the options of a command. Exit status: 0 on success (also when the "
           "reader of stdout goes away, as in '| head -1'); 1 on an error, reported on one line, and for replay when "
           "a number differs; 2 on a usage error; 130 when interrupted.")
+WIDE_HELP = ("tables at least 120 columns wide: boxed, one row per policy and op kind in the per-op table (default: "
+             "metrics as rows and policies as columns, six policies in 80 columns)")
 
 
 def _machine_args(parser: argparse.ArgumentParser, arch_help: str) -> None:
@@ -311,8 +313,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         document = report_json(scenario.name, spec, [result], provenance=provenance)
         _write_output(strictjson.dumps(document, "the results", indent=2) + "\n", args.output)
     else:
-        with _table_output(args.output) as console:
-            print_tables(scenario.name, [result], console, report_columns(pm))
+        with _table_output(args.output, wide=True) as console:  # plugins' module views (--modules) are wide
+            print_tables(scenario.name, [result], console, report_columns(pm), wide=args.wide)
             pm.hook.permalloc_run_report(args=args, result=result, console=console)
     return 0
 
@@ -324,13 +326,14 @@ def _own_workload(pm: Any, policy: PolicySpec, spec: MachineSpec) -> Any:
 
 
 @contextlib.contextmanager
-def _table_output(path: str | None) -> Iterator[Console]:
-    """The console tables go to: stdout, or the file ``-o`` names (plain text, no colour codes)."""
+def _table_output(path: str | None, wide: bool) -> Iterator[Console]:
+    """The console tables go to: stdout, or the file ``-o`` names (plain text, no colour
+    codes); ``wide``: at least 120 columns, else the terminal's width (80 in a file)."""
     if not path or path == "-":
-        yield _stdout_console()
+        yield _stdout_console() if wide else _PipeConsole()
         return
     with atomic_write(path) as fh:
-        yield Console(file=fh, width=120, no_color=True, color_system=None, force_terminal=False)
+        yield Console(file=fh, width=120 if wide else 80, no_color=True, color_system=None, force_terminal=False)
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -356,6 +359,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
     scenario = _scenario(pm, args.scenario, spec, chosen[0] if chosen else None, err)
     workload = resolve_workload(pm, args.workload) if args.workload else None
     _check_outputs(args)
+    samples: tuple[str, ...] = ()
+    if args.plot or args.html:
+        from permalloc.report.plots import DISTRIBUTION_METRICS
+
+        samples = DISTRIBUTION_METRICS  # the per-op values the distribution plots draw
     for policy in chosen:
         if policy.arch and policy.arch != arch and args.arch:
             raise PermallocError(f"policy {policy.name!r} is for arch {policy.arch!r}, not {arch!r}")
@@ -363,7 +371,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     seeds = [spec.seed + k for k in range(args.seeds)]
     document, per_seed = _compare_document(scenario, spec, chosen, workloads_for(spec, chosen, workload), seeds,
-                                           args.baseline, args, err, f"{scenario.name} on {arch}")
+                                           args.baseline, args, err, f"{scenario.name} on {arch}",
+                                           samples)
     results = per_seed[0]
     if args.plot:
         from permalloc.report.plots import save_plots
@@ -373,15 +382,17 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.html:
         from permalloc.report.html import write_html
 
-        err.print(f"wrote {write_html(args.html, scenario.name, spec, results, chosen)}")
+        known = workloads(pm) | ({workload.name: workload} if workload else {})
+        err.print(f"wrote {write_html(args.html, scenario, spec, results, chosen, known)}")
     _write_document(document, results, args, pm)
     return 0
 
 
 def _compare_document(scenario: Scenario, spec: MachineSpec, chosen: list[PolicySpec], loads: list[Any],
-                      seeds: list[int], baseline: str | None, args: argparse.Namespace, err: Console, title: str
-                      ) -> tuple[dict[str, Any], list[list[Any]]]:
-    """Run every policy on every seed (one pool) and build the result document with its provenance."""
+                      seeds: list[int], baseline: str | None, args: argparse.Namespace, err: Console, title: str,
+                      samples: Sequence[str] = ()) -> tuple[dict[str, Any], list[list[Any]]]:
+    """Run every policy on every seed (one pool) and build the result document with its
+    provenance; ``samples``: the metrics whose per-op values the results keep (for plots)."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from permalloc.run.compare import compare_seeds
@@ -393,7 +404,8 @@ def _compare_document(scenario: Scenario, spec: MachineSpec, chosen: list[Policy
                   TimeElapsedColumn(), console=err, transient=True, disable=args.quiet or not err.is_terminal) as bar:
         task = bar.add_task(title, total=total)
         per_seed = compare_seeds(scenario, spec, chosen, seeds, jobs=args.jobs, on_done=lambda r: bar.advance(task),
-                                 timeout=args.timeout, workloads=loads, strict=getattr(args, "strict", False))
+                                 timeout=args.timeout, workloads=loads, strict=getattr(args, "strict", False),
+                                 samples=samples)
     summary = summarise(seeds, per_seed, baseline) if len(seeds) > 1 or baseline else None
     provenance = describe(spec, scenario, chosen, loads, seeds, args.argv)
     return report_json(scenario.name, spec, per_seed[0], provenance=provenance, seeds=summary), per_seed
@@ -411,13 +423,13 @@ def _write_document(document: dict[str, Any], results: list[Any], args: argparse
             write_text(f"{args.output}.provenance.json",
                        strictjson.dumps(document["provenance"], "the provenance", indent=2) + "\n")
     else:
-        with _table_output(args.output) as console:
+        with _table_output(args.output, args.wide) as console:
             if document.get("seeds"):
                 from permalloc.report.intervals import print_intervals
 
                 print_intervals(document["seeds"], console)
             else:
-                print_tables(document["scenario"], results, console, report_columns(pm))
+                print_tables(document["scenario"], results, console, report_columns(pm), wide=args.wide)
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -539,6 +551,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help="write the JSON here instead of stdout")
     p.add_argument("--trace", metavar="FILE", help="write every event as JSON Lines")
     _add_strict(p)
+    p.add_argument("--wide", action="store_true", help=WIDE_HELP)
     _add_timeout(p, "the run")
     p.set_defaults(func=cmd_run)
 
@@ -570,8 +583,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help="write the table, JSON or CSV here instead of stdout (CSV: the provenance "
                    "goes to OUTPUT.provenance.json)")
     p.add_argument("--schema", action="store_true", help="print the JSON schema of --format json and exit")
-    p.add_argument("--plot", metavar="FILE", help="write bar plots to FILE (.png/.svg/.pdf) and the timeline next to it")
-    p.add_argument("--html", metavar="DIR", help="write a static HTML report (table and plots) into DIR")
+    p.add_argument("--wide", action="store_true", help=WIDE_HELP)
+    p.add_argument("--plot", metavar="FILE",
+                   help="write bar plots to FILE (.png/.svg/.pdf), the timeline (NAME-timeline.EXT) and the per-op "
+                   "distributions (NAME-per-op.EXT) next to it")
+    p.add_argument("--html", metavar="DIR",
+                   help="write a self-contained HTML report (sortable tables, plots inline) as DIR/index.html")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_compare)
 

@@ -110,6 +110,14 @@ def test_architecture_lists_every_metric_in_order():
         assert re.search(rf"^\| `{name}` \| {kind} \| [A-Za-z ]+ \| .+ \|$", text, re.M), name
 
 
+def test_the_units_of_the_metrics_are_the_documented_ones():
+    from permalloc.model.metrics import METRICS, UNITS
+
+    text = ARCHITECTURE.read_text()
+    documented = dict(re.findall(r"^\| `([a-z0-9_]+)` \| (?:counter|gauge) \| ([A-Za-z ]+) \|", text, re.M))
+    assert documented == UNITS and list(UNITS) == list(METRICS)
+
+
 def test_architecture_lists_every_core_event_kind():
     from permalloc.model.events import KINDS
 

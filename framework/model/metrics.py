@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import statistics
 from array import array
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 from permalloc.errors import PermallocError
 from permalloc.model import events as ev
@@ -62,6 +62,28 @@ DESCRIPTIONS = {
     "wx_violations": "moments when a page was writable and executable through any aliases",
     "contract_violations": "pages an arch's finish, change or free left off the contract (permission, alias, mapping)",
     "cost_ns": "the cost model's estimate of time spent",
+}
+# What one unit of each metric is (docs/architecture.md, "Metrics": its unit column); axes
+# and legends name it.
+UNITS = {
+    "shootdowns": "flushes",
+    "ipis": "IPIs",
+    "flush_ipis": "IPIs",
+    "sync_ipis": "rounds",
+    "local_flushes": "flushes",
+    "directmap_splits_1g": "splits",
+    "directmap_splits_2m": "splits",
+    "directmap_4k_bytes": "bytes",
+    "directmap_2m_bytes": "bytes",
+    "directmap_1g_bytes": "bytes",
+    "text_pokes": "writes",
+    "poke_bytes": "bytes",
+    "huge_mappings": "leaves",
+    "allocated_bytes": "bytes",
+    "requested_bytes": "bytes",
+    "reloc_out_of_range": "relocations",
+    "wx_violations": "page entries",
+    "cost_ns": "ns",
 }
 
 
@@ -162,19 +184,45 @@ class Metrics:
         return {k: (int(v) if float(v).is_integer() else v) for k, v in out.items()}
 
     def per_op(self) -> dict[str, dict[str, object]]:
+        """Per op kind: ``count``, and the mean, median, 90th percentile and max of every
+        metric's change over one op."""
         result: dict[str, dict[str, object]] = {}
         for kind in sorted(self._samples):
             samples = dict(zip(METRICS, self._samples[kind]))
             entry: dict[str, object] = {"count": len(samples["shootdowns"])}
             for name in METRICS:
                 values = samples[name]
+                ordered = sorted(values)  # one sort for the median, p90 and max
+                half = len(ordered) // 2
+                median = ordered[half] if len(ordered) % 2 else (ordered[half - 1] + ordered[half]) / 2
                 entry[name] = {
                     "mean": round(statistics.fmean(values), 3),
-                    "median": _num(statistics.median(values)),
-                    "max": _num(max(values)),
+                    "median": _num(median),
+                    "p90": _num(_ranked(ordered, 90)),
+                    "max": _num(ordered[-1]),
                 }
             result[kind] = entry
         return result
+
+    def samples(self, names: Iterable[str]) -> dict[str, dict[str, list[float]]]:
+        """Per op kind, every op's change of each metric of ``names`` (the values behind
+        :meth:`per_op`, for distribution plots)."""
+        columns = [METRICS.index(name) for name in names]
+        return {kind: {METRICS[i]: list(self._samples[kind][i]) for i in columns} for kind in sorted(self._samples)}
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The ``q``-th percentile of ``values``, linearly interpolated between the nearest ranks
+    (numpy's default, and what ``statistics.quantiles(..., method="inclusive")`` computes)."""
+    return _ranked(sorted(values), q)
+
+
+def _ranked(ordered: Sequence[float], q: float) -> float:
+    """:func:`percentile` of values already in ascending order."""
+    rank = (len(ordered) - 1) * q / 100
+    low = int(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
 def _num(value: float) -> float | int:

@@ -1,85 +1,221 @@
-"""A static HTML page with the comparison table and its plots."""
+"""A self-contained HTML page of a comparison: what each policy is, the machine and workloads in
+words, sortable tables in human units, per-op distributions and the plots inline.
+
+No network: the plots are PNG data URIs and the table sorting is a few lines of inline
+JavaScript. Every number cell carries its raw value (``data-value``) and what it is
+(``data-policy``, ``data-metric``, ``data-op``, ``data-stat``): the sort reads it, and so can a test.
+"""
 
 from __future__ import annotations
 
+import base64
 import html
-import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from permalloc import __version__
 from permalloc.atomicfile import check_writable, write_text
 from permalloc.errors import OutputError
-from permalloc.model.metrics import DESCRIPTIONS, METRICS
+from permalloc.model.metrics import DESCRIPTIONS, METRICS, UNITS
 from permalloc.model.spec import MachineSpec
 from permalloc.plugin.policy import PolicySpec
-from permalloc.report.plots import save_plots
+from permalloc.report.describe import describe_machine, describe_workload
+from permalloc.report.plots import FIGURES, render
+from permalloc.report.quantities import format_count, format_duration, format_quantity
+from permalloc.report.tables import costly_kinds
+from permalloc.run.scenario import Scenario
 from permalloc.run.simulation import PolicyResult
+from permalloc.run.workloads import WorkloadSource
 
 _STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
-table { border-collapse: collapse; margin: 1em 0; font-size: 14px; }
-th, td { border: 1px solid #ccc; padding: 4px 8px; text-align: right; }
+body { font-family: system-ui, sans-serif; margin: 2em; color: #222; max-width: 1800px; }
+table { border-collapse: collapse; margin: 0.5em 0 1em; font-size: 14px; }
+th, td { border: 1px solid #ccc; padding: 4px 8px; text-align: right; white-space: nowrap; }
 th:first-child, td:first-child { text-align: left; }
-thead th { background: #f0f0f0; }
+thead th { background: #f0f0f0; cursor: pointer; user-select: none; }
+thead th[data-dir="asc"]::after { content: " \\25B2"; }
+thead th[data-dir="desc"]::after { content: " \\25BC"; }
 td.best { background: #e4f5e4; }
+td.text, th.text { text-align: left; white-space: normal; }
+.scroll { overflow-x: auto; }
+.grid { display: flex; flex-wrap: wrap; gap: 0 2em; }
+.grid h4 { margin: 0.6em 0 0; font-size: 14px; }
 img { max-width: 100%; border: 1px solid #ddd; margin: 1em 0; }
 .small { color: #666; font-size: 12px; }
 """
 
+_SORT = """
+document.querySelectorAll("table.sortable").forEach(function (table) {
+  var heads = table.tHead.rows[0].cells;
+  Array.prototype.forEach.call(heads, function (th, col) {
+    th.addEventListener("click", function () {
+      var dir = th.dataset.dir === "asc" ? "desc" : "asc";
+      Array.prototype.forEach.call(heads, function (h) { delete h.dataset.dir; });
+      th.dataset.dir = dir;
+      var body = table.tBodies[0];
+      var key = function (row) {
+        var cell = row.cells[col];
+        return cell.dataset.value !== undefined ? parseFloat(cell.dataset.value) : cell.textContent;
+      };
+      var rows = Array.prototype.slice.call(body.rows);
+      rows.sort(function (a, b) {
+        var x = key(a), y = key(b);
+        var order = typeof x === "number" ? x - y : String(x).localeCompare(String(y));
+        return dir === "asc" ? order : -order;
+      });
+      rows.forEach(function (row) { body.appendChild(row); });
+    });
+  });
+});
+"""
 
 # Metrics where a smaller number is the better design (the others are informative).
 LOWER_IS_BETTER = frozenset(METRICS) - {"directmap_2m_bytes", "directmap_1g_bytes", "huge_mappings", "requested_bytes"}
+STATS = ("mean", "median", "p90", "max")
+
+_e = html.escape
+
+
+def _attrs(**data: object) -> str:
+    return "".join(f' data-{key}="{_e(str(value))}"' for key, value in data.items())
+
+
+def _number(metric: str, value: float, css: str = "", **data: object) -> str:
+    """A cell showing ``value`` of ``metric`` in human units, its raw value in ``data-value``."""
+    klass = f' class="{css}"' if css else ""
+    return f"<td{klass}{_attrs(value=value, metric=metric, **data)}>{_e(format_quantity(metric, value))}</td>"
+
+
+def _header(name: str) -> str:
+    """A metric's column head: breakable after underscores, its meaning and unit on hover."""
+    title = f"{DESCRIPTIONS.get(name, name)} ({UNITS.get(name, 'count')})"
+    return f'<th title="{_e(title)}">{_e(name).replace("_", "_<wbr>")}</th>'
+
+
+def _totals(results: Sequence[PolicyResult]) -> str:
+    """One row per policy, one column per metric; the best value of a lower-is-better metric shaded."""
+    best = {}
+    for name in METRICS:
+        values = [r.totals[name] for r in results]
+        if name in LOWER_IS_BETTER and len(set(values)) > 1:
+            best[name] = min(values)
+    rows = []
+    for r in results:
+        cells = "".join(_number(name, r.totals[name], "best" if best.get(name) == r.totals[name] else "",
+                                policy=r.policy) for name in METRICS)
+        rows.append(f"<tr><td>{_e(r.policy)}</td>{cells}</tr>")
+    head = "".join(_header(name) for name in METRICS)
+    return (f'<div class="scroll"><table class="sortable" id="totals"><thead><tr><th>policy</th>{head}</tr></thead>'
+            f"<tbody>{''.join(rows)}</tbody></table></div>")
+
+
+def _per_op(results: Sequence[PolicyResult]) -> str:
+    """Per op kind, per metric that some op changed: a table of count, mean, median, p90, max by policy."""
+    parts = []
+    for kind in costly_kinds(results):
+        tables = []
+        for name in METRICS:
+            entries = [(r, r.per_op[kind]) for r in results if kind in r.per_op]
+            if not any(stats[name]["max"] for _r, stats in entries):
+                continue
+            rows = "".join(
+                f"<tr><td>{_e(r.policy)}</td>"
+                f"<td{_attrs(value=stats['count'], policy=r.policy, op=kind, stat='count')}>"
+                f"{format_count(stats['count'])}</td>"
+                + "".join(_number(name, stats[name][stat], policy=r.policy, op=kind, stat=stat) for stat in STATS)
+                + "</tr>"
+                for r, stats in entries
+            )
+            head = "".join(f"<th>{stat}</th>" for stat in STATS)
+            tables.append(f'<div><h4 title="{_e(DESCRIPTIONS[name])}">{_e(name)}</h4>'
+                          f'<table class="sortable"{_attrs(op=kind, metric=name)}><thead><tr><th>policy</th>'
+                          f"<th>ops</th>{head}</tr></thead><tbody>{rows}</tbody></table></div>")
+        parts.append(f'<h3>{_e(kind)}</h3><div class="grid">{"".join(tables)}</div>')
+    return "".join(parts)
+
+
+def _when(ms: float) -> str:
+    return format_duration(ms * 1e6) if ms else "0 s"
+
+
+def _phases(scenario: Scenario, results: Sequence[PolicyResult]) -> str:
+    """The scenario's phases in words: their ops and their span of simulated time."""
+    if not results or not results[0].phases:
+        return ""
+    marks = results[0].phases
+    end_ms = max((p["t_ms"] for p in results[0].timeline), default=marks[-1].t_ms)
+    items = []
+    for i, mark in enumerate(marks):
+        last_op = (marks[i + 1].op if i + 1 < len(marks) else len(scenario.ops)) - 1
+        stop_ms = marks[i + 1].t_ms if i + 1 < len(marks) else end_ms
+        span = (f"{_when(mark.t_ms)} to {_when(stop_ms)} of simulated time"
+                if stop_ms > mark.t_ms else f"at {_when(mark.t_ms)}, no simulated time")
+        items.append(f"<li><b>{_e(mark.name)}</b>: ops {format_count(mark.op)}–{format_count(last_op)}, {span}</li>")
+    return f"<p>Phases (marked on the timeline):</p><ul>{''.join(items)}</ul>"
+
+
+def _policies(results: Sequence[PolicyResult], policies: Sequence[PolicySpec],
+              workloads: Mapping[str, WorkloadSource]) -> str:
+    by_name = {p.name: p for p in policies}
+    rows = []
+    for r in results:
+        policy = by_name.get(r.policy)
+        source = workloads.get(r.workload or "")
+        ran_on = describe_workload(source) if source else (r.workload or "no workload")
+        rows.append(f'<tr><td>{_e(r.policy)}</td><td class="text">{_e(r.arch)}, kernel {_e(policy.kernel if policy else "?")}'
+                    f'</td><td class="text">{_e(ran_on)}</td>'
+                    f'<td class="text">{_e(policy.description if policy else "")}</td></tr>')
+    return ('<table class="sortable" id="policies"><thead><tr><th>policy</th><th class="text">arch, kernel</th>'
+            '<th class="text">workload</th><th class="text">what it is</th></tr></thead>'
+            f"<tbody>{''.join(rows)}</tbody></table>")
+
+
+def _plots(results: Sequence[PolicyResult], scenario: str) -> str:
+    alt = {"bars": "totals by policy", "timeline": "DirectMap4k and shootdowns over simulated time, phases marked",
+           "per-op": "per-op distributions by op kind and policy"}
+    images = []
+    for name, figure in FIGURES.items():
+        data = base64.b64encode(render(figure(results, scenario))).decode("ascii")
+        images.append(f'<img id="plot-{name}" src="data:image/png;base64,{data}" alt="{_e(alt[name])}">')
+    return "".join(images)
 
 
 def write_html(
     directory: str | Path,
-    scenario: str,
+    scenario: Scenario,
     spec: MachineSpec,
     results: Sequence[PolicyResult],
     policies: Sequence[PolicySpec],
+    workloads: Mapping[str, WorkloadSource] | None = None,
 ) -> Path:
+    """Write ``DIRECTORY/index.html``: one file, nothing else needed to view it."""
     out = Path(directory)
     check_writable(out, directory=True)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"{out}: cannot create the report folder: {exc.strerror or exc}") from None
-    save_plots(results, scenario, out / "bars.png")
-    head = "".join(f"<th>{html.escape(r.policy)}</th>" for r in results)
-    rows = []
-    if any(r.workload for r in results):
-        cells = "".join(f"<td>{html.escape(r.workload or '-')}</td>" for r in results)
-        rows.append(f'<tr><td title="the workload (kernel) each policy ran on">workload</td>{cells}</tr>')
-    for name in METRICS:
-        values = [r.totals[name] for r in results]
-        best = min(values)
-        shade = name in LOWER_IS_BETTER and len(set(values)) > 1
-        cells = "".join(f'<td class="{"best" if shade and v == best else ""}">{v:,}</td>' for v in values)
-        rows.append(f'<tr><td title="{html.escape(DESCRIPTIONS[name])}">{name}</td>{cells}</tr>')
-    per_op = []
-    for r in results:
-        for kind, stats in r.per_op.items():
-            per_op.append(
-                f"<tr><td>{html.escape(r.policy)}</td><td>{html.escape(kind)}</td><td>{stats['count']}</td>"
-                + "".join(f"<td>{stats[m]['mean']:,}</td>" for m in ("shootdowns", "local_flushes", "sync_ipis", "directmap_splits_2m", "cost_ns"))
-                + "</tr>"
-            )
-    machine = html.escape(json.dumps({"arch": spec.arch, "cpus": spec.cpus, "memory": spec.memory, "seed": spec.seed}))
+    about = f"<p>{_e(scenario.description)}</p>" if scenario.description else ""
     page = f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>permalloc: {html.escape(scenario)}</title><style>{_STYLE}</style></head>
+<html lang="en"><head><meta charset="utf-8"><title>permalloc: {_e(scenario.name)}</title><style>{_STYLE}</style></head>
 <body>
-<h1>permalloc: scenario {html.escape(scenario)}</h1>
-<p class="small">machine {machine}. Where lower is better, the best value of a row is shaded; hover a metric for its meaning.</p>
-<h2>Totals</h2>
-<table><thead><tr><th>metric</th>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>
-<h2>Per operation (mean)</h2>
-<table><thead><tr><th>policy</th><th>op</th><th>count</th><th>shootdowns</th><th>local_flushes</th><th>sync_ipis</th><th>directmap_splits_2m</th><th>cost_ns</th></tr></thead>
-<tbody>{''.join(per_op)}</tbody></table>
-<h2>Plots</h2>
-<img src="bars.png" alt="totals by policy">
-<img src="bars-timeline.png" alt="DirectMap4k and shootdowns over time">
+<h1>permalloc: scenario {_e(scenario.name)}</h1>
+<p id="machine">Machine: {_e(describe_machine(spec))}.</p>
+{about}{_phases(scenario, results)}
 <h2>Policies</h2>
-<ul>{''.join(f'<li><b>{html.escape(p.name)}</b>: {html.escape(p.description)}</li>' for p in policies)}</ul>
+{_policies(results, policies, workloads or {})}
+<h2>Totals</h2>
+<p class="small">Click a column to sort. Where lower is better, the best value of a column is shaded; hover a
+metric for its meaning and unit.</p>
+{_totals(results)}
+<h2>Per operation</h2>
+<p class="small">The change one op made to each metric it changed under some policy: mean, median, 90th
+percentile and max over the ops of that kind (the JSON has every metric).</p>
+{_per_op(results)}
+<h2>Plots</h2>
+{_plots(results, scenario.name)}
+<p class="small">permalloc {_e(__version__)}</p>
+<script>{_SORT}</script>
 </body></html>
 """
     index = out / "index.html"

@@ -9,19 +9,22 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, model_validator
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from permalloc.model.metrics import METRICS
 from permalloc.model.spec import MachineSpec
-from permalloc.run.simulation import PolicyResult
+from permalloc.report.quantities import format_count, format_quantity, format_value
+from permalloc.run.simulation import PhaseStart, PolicyResult
 
 
 class Stat(BaseModel):
     model_config = ConfigDict(extra="forbid")
     mean: float
     median: float
+    p90: float
     max: float
 
 
@@ -44,6 +47,7 @@ class ResultDocument(BaseModel):
     per_op: dict[str, dict[str, int | Stat]]
     extra: dict[str, Any] = {}
     timeline: list[dict[str, float]] = []
+    phases: list[PhaseStart] = []
     problems: list[str] = []
 
     @model_validator(mode="after")
@@ -97,7 +101,7 @@ def report_json(scenario: str, spec: MachineSpec, results: Sequence[PolicyResult
     produced them."""
     out = []
     for result in results:
-        entry = result.model_dump(exclude={"timeline"} if not timeline else set())
+        entry = result.model_dump(exclude={"samples"} if timeline else {"samples", "timeline"})
         if not entry.get("problems"):
             entry.pop("problems", None)
         out.append(entry)
@@ -111,34 +115,19 @@ def report_json(scenario: str, spec: MachineSpec, results: Sequence[PolicyResult
 
 
 def report_csv(scenario: str, results: Sequence[PolicyResult]) -> str:
-    """One row per policy and metric: totals, then per-op mean/median/max."""
+    """One row per policy and metric: totals, then per-op mean/median/p90/max (raw numbers)."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["scenario", "policy", "arch", "workload", "op", "metric", "total", "count", "mean", "median", "max"])
+    writer.writerow(["scenario", "policy", "arch", "workload", "op", "metric", "total", "count", "mean", "median", "p90", "max"])
     for r in results:
         head = [scenario, r.policy, r.arch, r.workload or ""]
         for name in METRICS:
-            writer.writerow([*head, "all", name, r.totals[name], "", "", "", ""])
+            writer.writerow([*head, "all", name, r.totals[name], "", "", "", "", ""])
         for kind, stats in r.per_op.items():
             for name in METRICS:
                 s = stats[name]
-                writer.writerow([*head, kind, name, "", stats["count"], s["mean"], s["median"], s["max"]])
+                writer.writerow([*head, kind, name, "", stats["count"], s["mean"], s["median"], s["p90"], s["max"]])
     return buf.getvalue()
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, float) and not value.is_integer():
-        return f"{value:,.2f}"
-    if isinstance(value, (int, float)):
-        return f"{int(value):,}"
-    return str(value)
-
-
-def _bytes(value: float) -> str:
-    for unit, size in (("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)):
-        if value >= size:
-            return f"{value / size:,.1f}{unit}"
-    return f"{int(value)}"
 
 
 @dataclass(frozen=True)
@@ -164,42 +153,96 @@ def _workload_label(name: str | None, width: int = 12) -> str:
     return "\n".join(lines)
 
 
-def totals_table(scenario: str, results: Sequence[PolicyResult], columns: Sequence[ReportColumn] = ()) -> Table:
-    table = Table(title=f"scenario {scenario}: totals", header_style="bold")
-    table.add_column("metric")
+# The narrow tables (the default): metrics as rows, one column per policy, a one-space gap
+# and no outer edge, so that six policies fit 80 columns.
+_NARROW = {"box": box.SIMPLE_HEAD, "padding": (0, 0), "show_edge": False, "header_style": "bold"}
+_VALUE_WIDTH = 8  # "51.9 MiB", "1.39 ms", "179,172"
+
+
+def _arch_title(results: Sequence[PolicyResult]) -> str:
+    arches = sorted({r.arch for r in results})
+    return f" on {arches[0]}" if len(arches) == 1 else ""
+
+
+def totals_table(
+    scenario: str, results: Sequence[PolicyResult], columns: Sequence[ReportColumn] = (), wide: bool = False
+) -> Table:
+    """Every metric (and plugin report column) as a row, in human units, one column per policy;
+    ``wide``: boxed, each policy's arch under its name, workload names in 12-character lines."""
+    same_arch = "" if wide else _arch_title(results)
+    table = Table(title=f"scenario {scenario}{same_arch}: totals", **({"header_style": "bold"} if wide else _NARROW))
+    table.add_column("metric", no_wrap=True)
     for r in results:
-        table.add_column(escape(f"{r.policy}\n({r.arch})"), justify="right")  # a variant's [...] is not markup
+        table.add_column(escape(r.policy if same_arch else f"{r.policy}\n({r.arch})"), justify="right",  # a variant's [...]
+                         no_wrap=not wide, min_width=None if wide else _VALUE_WIDTH)
     if any(r.workload for r in results):
-        table.add_row("workload", *[_workload_label(r.workload) for r in results], end_section=True)
+        widths = [12 if wide else max(_VALUE_WIDTH, len(r.policy)) for r in results]
+        table.add_row("workload", *[_workload_label(r.workload, w) for r, w in zip(results, widths)], end_section=True)
     for name in METRICS:
-        fmt = _bytes if name.endswith("_bytes") else _fmt
-        table.add_row(name, *[fmt(r.totals[name]) for r in results])
+        table.add_row(name, *[format_quantity(name, r.totals[name]) for r in results])
     for column in columns:
-        table.add_row(column.name, *[_fmt(column.value(r)) for r in results])
+        table.add_row(column.name, *[format_value(column.value(r)) for r in results])
     return table
 
 
+def costly_kinds(results: Sequence[PolicyResult]) -> list[str]:
+    """The op kinds that changed some metric under some policy, in first-seen order (ops that
+    cost nothing, e.g. ``advance``, are in JSON/CSV only)."""
+    kinds: dict[str, None] = {}
+    for r in results:
+        for kind, stats in r.per_op.items():
+            if any(stats[n]["max"] for n in METRICS):
+                kinds.setdefault(kind)
+    return list(kinds)
+
+
 def per_op_table(results: Sequence[PolicyResult]) -> Table:
+    """Per op kind, a row of its op count and one row of the mean change per op of each metric
+    of TABLE_PER_OP that is not 0 under every policy; one column per policy."""
+    table = Table(title="per operation (mean)", caption="each op's first row: how many ops ran", **_NARROW)
+    table.add_column("op / metric", no_wrap=True)
+    for r in results:
+        table.add_column(escape(r.policy), justify="right", no_wrap=True, min_width=_VALUE_WIDTH)
+    kinds = costly_kinds(results)
+    for i, kind in enumerate(kinds):
+        per = [r.per_op.get(kind) for r in results]
+        table.add_row(f"[bold]{kind}[/]", *[format_count(s["count"]) if s else "-" for s in per])
+        shown = [n for n in TABLE_PER_OP if any(s and s[n]["mean"] for s in per)]
+        for j, name in enumerate(shown):
+            table.add_row(f" {name}", *[format_quantity(name, s[name]["mean"]) if s else "-" for s in per],
+                          end_section=j == len(shown) - 1 and i < len(kinds) - 1)
+    return table
+
+
+def wide_per_op_table(results: Sequence[PolicyResult]) -> Table:
+    """``--wide``: one row per policy and op kind, the metrics of TABLE_PER_OP as columns."""
     table = Table(title="per operation (mean)", header_style="bold")
     table.add_column("policy")
     table.add_column("op")
     table.add_column("count", justify="right")
     for name in TABLE_PER_OP:
         table.add_column(name, justify="right")
+    kinds = set(costly_kinds(results))
     for r in results:
         for kind, stats in r.per_op.items():
-            if not any(stats[n]["max"] for n in METRICS):
-                continue  # ops that cost nothing (e.g. advance): in JSON/CSV, not in the table
-            table.add_row(escape(r.policy), kind, _fmt(stats["count"]), *[_fmt(stats[n]["mean"]) for n in TABLE_PER_OP])
+            if kind in kinds:
+                table.add_row(escape(r.policy), kind, format_count(stats["count"]),
+                              *[format_quantity(n, stats[n]["mean"]) for n in TABLE_PER_OP])
     return table
 
 
 def print_tables(
-    scenario: str, results: Sequence[PolicyResult], console: Console | None = None, columns: Sequence[ReportColumn] = ()
+    scenario: str,
+    results: Sequence[PolicyResult],
+    console: Console | None = None,
+    columns: Sequence[ReportColumn] = (),
+    wide: bool = False,
 ) -> None:
-    console = console or Console(width=max(120, Console().width))
-    console.print(totals_table(scenario, results, columns))
-    console.print(per_op_table(results))
+    """The totals and per-op tables: narrow (80 columns for six policies), or ``wide`` (the
+    boxed layout of one row per policy and op kind)."""
+    console = console or Console()
+    console.print(totals_table(scenario, results, columns, wide=wide))
+    console.print(wide_per_op_table(results) if wide else per_op_table(results))
     for r in results:
         for problem in r.problems:
             console.print(f"[yellow]warning[/]: {r.policy}: {problem}")

@@ -26,9 +26,9 @@ TIMELINE_POINTS = 200
 
 def _run_one(
     scenario: Scenario, spec: MachineSpec, policy: PolicySpec, every: int, workload: WorkloadSource | None,
-    strict: bool = False,
+    strict: bool = False, samples: Sequence[str] = (),
 ) -> PolicyResult:
-    return run(scenario, spec, policy, timeline_every=every, workload=workload, strict=strict)
+    return run(scenario, spec, policy, timeline_every=every, workload=workload, strict=strict, samples=samples)
 
 
 def workloads_for(spec: MachineSpec, policies: Sequence[PolicySpec], workload: WorkloadSource | None = None
@@ -49,6 +49,7 @@ def compare(
     timeout: float | None = None,
     workloads: Sequence[WorkloadSource | None] | None = None,
     strict: bool = False,
+    samples: Sequence[str] = (),
 ) -> list[PolicyResult]:
     """Results in the order of ``policies``, whatever ``jobs`` is.
 
@@ -56,8 +57,10 @@ def compare(
     ``workload`` forces one for all or ``workloads`` names one per policy. ``timeout``:
     seconds each policy's run may take (:class:`~permalloc.run.timeout.RunTimeout` names
     the policy; its worker is killed). ``strict``: the first W^X violation, contract
-    violation or leak is an error (``Machine(strict=True)``)."""
-    return compare_seeds(scenario, spec, policies, [spec.seed], jobs, on_done, workload, timeout, workloads, strict)[0]
+    violation or leak is an error (``Machine(strict=True)``). ``samples``: metrics whose
+    per-op values each result keeps (for distribution plots)."""
+    return compare_seeds(scenario, spec, policies, [spec.seed], jobs, on_done, workload, timeout, workloads, strict,
+                         samples)[0]
 
 
 def compare_seeds(
@@ -71,6 +74,7 @@ def compare_seeds(
     timeout: float | None = None,
     workloads: Sequence[WorkloadSource | None] | None = None,
     strict: bool = False,
+    samples: Sequence[str] = (),
 ) -> list[list[PolicyResult]]:
     """:func:`compare` on each of ``seeds`` (the spec's seed replaced): one list of results per
     seed, in the order of ``seeds``; every (seed, policy) run is one job of the same pool."""
@@ -83,13 +87,13 @@ def compare_seeds(
     if jobs <= 1 or len(runs) == 1:
         for k, i, run_spec, policy in runs:
             with time_limit(timeout, label(k, policy)):
-                results[k, i] = _run_one(scenario, run_spec, policy, every, loads[i], strict)
+                results[k, i] = _run_one(scenario, run_spec, policy, every, loads[i], strict, samples)
             if on_done:
                 on_done(results[k, i])
         return [[results[k, i] for i in range(len(policies))] for k in range(len(seeds))]
     pool = ProcessPool(max_workers=min(jobs, len(runs)), initializer=die_with_parent, initargs=[os.getpid()])
     try:
-        futures = {pool.schedule(_run_one, args=[scenario, run_spec, policy, every, loads[i], strict], timeout=timeout): (k, i)
+        futures = {pool.schedule(_run_one, args=[scenario, run_spec, policy, every, loads[i], strict, samples], timeout=timeout): (k, i)
                    for k, i, run_spec, policy in runs}
         for future in as_completed(futures):
             k, i = futures[future]

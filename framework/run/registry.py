@@ -12,7 +12,7 @@ from permalloc.errors import SpecError
 from permalloc.plugin.pluginmanager import collect
 from permalloc.plugin.policy import DEFAULT_POLICY, PolicySpec
 from permalloc.run.modelfile import format_validation_error, load_model_file
-from permalloc.run.scenario import Scenario, ScenarioSource, load_scenario_file, op_types
+from permalloc.run.scenario import Phase, Scenario, ScenarioSource, load_scenario_file, op_types
 
 
 def policies(pm: pluggy.PluginManager) -> dict[str, PolicySpec]:
@@ -69,11 +69,14 @@ def default_for(pm: pluggy.PluginManager, machine_pm: pluggy.PluginManager) -> t
 
 
 def _concat(name: str, parts: list[ScenarioSource]) -> Scenario:
+    """The parts one after the other, each a phase named after it."""
     built = [part.build() for part in parts]
+    starts = [sum(len(scenario.ops) for scenario in built[:i]) for i in range(len(built))]
     return Scenario(
         name=name,
         description="; ".join(f"{part.name}: {part.description}" for part in parts),
         ops=[op for scenario in built for op in scenario.ops],
+        phases=[Phase(name=part.name, start=start) for part, start, scenario in zip(parts, starts, built) if scenario.ops],
     )
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
 from permalloc.errors import PermallocError, PluginError, SpecError
 from permalloc.model.perms import Perm
@@ -121,14 +121,36 @@ class ScenarioSource:
     build: Callable[[], Scenario]
 
 
+class Phase(BaseModel):
+    """A named part of a scenario, from op ``start`` to the next phase (or the end): reports
+    mark it on the timeline (``boot``, ``bpf-churn``, ``tracing`` in the default scenario)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(min_length=1)
+    start: int = Field(ge=0, description="index of the phase's first op")
+
+
 class Scenario(BaseModel):
-    """A named list of ops. ``ops`` stay raw dicts until validated against the op registry."""
+    """A named list of ops, optionally in named ``phases``. ``ops`` stay raw dicts until
+    validated against the op registry."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str
     description: str = ""
     ops: list[dict[str, Any]]
+    phases: list[Phase] = Field(default_factory=list, description="named parts, in op order (default: none)")
+
+    @model_validator(mode="after")
+    def _phases_in_order(self) -> Scenario:
+        starts = [phase.start for phase in self.phases]
+        if starts != sorted(set(starts)):
+            raise ValueError("phases: each phase starts after the one before it")
+        if starts and starts[-1] >= len(self.ops):
+            raise ValueError(f"phases: phase {self.phases[-1].name!r} starts at op {starts[-1]}, past the last op "
+                             f"({len(self.ops) - 1})")
+        return self
 
     def validated(self, registry: dict[str, OpType], origin: str = "") -> list[Op]:
         """Validate every op; the first bad one is reported by index and field, on one line."""

@@ -19,6 +19,16 @@ from permalloc.run.scenario import Scenario, op_types, run_handler
 from permalloc.run.workloads import WorkloadSource, spec_workload
 
 
+class PhaseStart(BaseModel):
+    """Where a phase of the scenario began in a run: its first op and the simulated time then."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    op: int
+    t_ms: float
+
+
 class PolicyResult(BaseModel):
     """The outcome of one scenario under one policy (one entry of ``results`` in the JSON)."""
 
@@ -31,7 +41,10 @@ class PolicyResult(BaseModel):
     per_op: dict[str, dict[str, Any]]
     extra: dict[str, Any] = {}
     timeline: list[dict[str, float]] = []
+    phases: list[PhaseStart] = []
     problems: list[str] = []
+    # per op kind, every op's change of the metrics asked for (run(samples=...)); never in the JSON
+    samples: dict[str, dict[str, list[float]]] = {}
 
 
 class RunContext:
@@ -91,10 +104,12 @@ def run(
     timeline_every: int = 0,
     progress: Callable[[int, int], None] | None = None,
     workload: WorkloadSource | None = None,
+    samples: Sequence[str] = (),
 ) -> PolicyResult:
     """Run ``scenario`` on a new machine; free everything and check for leaks afterwards.
 
-    ``workload`` defaults to the policy's (:func:`~permalloc.run.workloads.spec_workload`)."""
+    ``workload`` defaults to the policy's (:func:`~permalloc.run.workloads.spec_workload`).
+    ``samples``: metrics whose every per-op value the result keeps (``PolicyResult.samples``)."""
     if workload is None:
         workload = spec_workload(registry_manager(plugins), policy, spec)
     machine = Machine(spec, policy, plugins=plugins, strict=strict, workload=workload)
@@ -103,7 +118,11 @@ def run(
     ops = scenario.validated(registry)
     ctx = RunContext(machine)
     timeline: list[dict[str, float]] = []
+    phase_at = {phase.start: phase.name for phase in scenario.phases}
+    phases: list[PhaseStart] = []
     for index, op in enumerate(ops):
+        if index in phase_at:
+            phases.append(PhaseStart(name=phase_at[index], op=index, t_ms=machine.now_ms))
         optype = registry[op.op]
         ctx.op_index = machine.op_index = index
         ctx.op_name = op.op
@@ -136,6 +155,6 @@ def run(
     problems = machine.teardown()
     return PolicyResult(
         policy=policy.name, arch=spec.arch, workload=workload.name if workload else None, totals=totals,
-        per_op=per_op, extra=extra,
-        timeline=timeline, problems=problems,
+        per_op=per_op, extra=extra, timeline=timeline, phases=phases, problems=problems,
+        samples=machine.metrics.samples(samples) if samples else {},
     )

@@ -44,7 +44,7 @@ def test_run_json_has_the_design_shape(scenario_file, capsys, arch):
     (result,) = doc["results"]
     assert result["policy"] == "default" and result["arch"] == arch
     assert result["per_op"]["finish"]["count"] == 1
-    assert set(result["per_op"]["finish"]["shootdowns"]) == {"mean", "median", "max"}
+    assert set(result["per_op"]["finish"]["shootdowns"]) == {"mean", "median", "p90", "max"}
     for name in ("shootdowns", "ipis", "directmap_4k_bytes", "wx_violations", "cost_ns"):
         assert name in result["totals"]
 

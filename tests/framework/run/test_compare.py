@@ -89,12 +89,16 @@ def test_plots_and_html(small_file, tmp_path, capsys, arch, flavour):
     html_dir = tmp_path / "report"
     assert main(["compare", "-s", str(small_file), "--arch", arch, "--memory", "2G", "-p", "legacy", "-p", "linux-6.1",
                  "--plot", str(plot), "--html", str(html_dir), "-q"]) == 0
-    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert (tmp_path / "cmp-timeline.png").stat().st_size > 10_000
+    for name in ("cmp.png", "cmp-timeline.png", "cmp-per-op.png"):
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "cmp-per-op.png").stat().st_size > 10_000
+    assert [p.name for p in html_dir.iterdir()] == ["index.html"]  # self-contained: the plots are inline
     page = (html_dir / "index.html").read_text()
-    assert "<table>" in page and "shootdowns" in page and 'src="bars.png"' in page
-    assert f"<td>debian-6.1.0-57-{flavour}</td>" in page  # the workload row
-    assert (html_dir / "bars.png").exists() and (html_dir / "bars-timeline.png").exists()
+    assert page.count('src="data:image/png;base64,') == 3 and "http" not in page
+    assert 'id="totals"' in page and "shootdowns" in page
+    assert f"Debian linux-image-6.1.0-57-{flavour}-unsigned" in page  # the workload in words
+    assert "pre-RFC" in page  # legacy's description
+    assert f"Machine: {arch}, 8 CPUs, 2 GiB RAM" in page
     assert "legacy" in capsys.readouterr().out  # the table still goes to stdout
 
 
@@ -119,3 +123,6 @@ def test_default_scenario_is_boot_then_churn_then_tracing():
     default = resolve_scenario(pm, "default")
     boot = resolve_scenario(pm, "boot")
     assert default.ops[: len(boot.ops)] == boot.ops
+    churn = resolve_scenario(pm, "bpf-churn")
+    assert [(p.name, p.start) for p in default.phases] == [
+        ("boot", 0), ("bpf-churn", len(boot.ops)), ("tracing", len(boot.ops) + len(churn.ops))]

@@ -70,3 +70,27 @@ def test_per_op_kinds_and_measure_nesting():
     per_op_shootdowns = sum(v["shootdowns"]["mean"] * v["count"] for v in result.per_op.values())
     assert per_op_shootdowns == result.totals["shootdowns"]
     assert result.problems == []
+
+
+def test_phases_are_checked_in_a_file(tmp_path):
+    ops = '[{"op": "advance", "ms": 1}, {"op": "advance", "ms": 2}]'
+    (tmp_path / "order.json").write_text(f'{{"name": "s", "ops": {ops}, "phases": [{{"name": "b", "start": 1}}, '
+                                         '{"name": "a", "start": 0}]}')
+    with pytest.raises(SpecError, match=r"order.json: .*each phase starts after the one before it"):
+        load_scenario_file(tmp_path / "order.json")
+    (tmp_path / "past.json").write_text(f'{{"name": "s", "ops": {ops}, "phases": [{{"name": "late", "start": 2}}]}}')
+    with pytest.raises(SpecError, match=r"past.json: .*phase 'late' starts at op 2, past the last op \(1\)"):
+        load_scenario_file(tmp_path / "past.json")
+
+
+def test_a_run_records_where_each_phase_began_in_simulated_time():
+    scenario = Scenario(name="s", ops=[
+        {"op": "advance", "ms": 5},
+        {"op": "alloc", "id": "a", "size": 5000, "perm": "RX"},
+        {"op": "advance", "ms": 7.5},
+        {"op": "free", "id": "a"},
+    ], phases=[{"name": "idle", "start": 0}, {"name": "work", "start": 1}, {"name": "end", "start": 3}])
+    result = run(scenario, MachineSpec(memory="1G"), PolicySpec(name="p"), samples=("shootdowns", "cost_ns"))
+    assert [(p.name, p.op, p.t_ms) for p in result.phases] == [("idle", 0, 0.0), ("work", 1, 5.0), ("end", 3, 12.5)]
+    assert set(result.samples["alloc"]) == {"shootdowns", "cost_ns"} and len(result.samples["advance"]["cost_ns"]) == 2
+    assert run(scenario, MachineSpec(memory="1G"), PolicySpec(name="p")).samples == {}
