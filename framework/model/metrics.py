@@ -83,6 +83,7 @@ UNITS = {
     "requested_bytes": "bytes",
     "reloc_out_of_range": "relocations",
     "wx_violations": "page entries",
+    "contract_violations": "pages",
     "cost_ns": "ns",
 }
 
