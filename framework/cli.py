@@ -432,6 +432,61 @@ def _write_document(document: dict[str, Any], results: list[Any], args: argparse
                 print_tables(document["scenario"], results, console, report_columns(pm), wide=args.wide)
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from permalloc.run.grid import Grid
+
+    if args.schema:
+        _write_output(json.dumps(Grid.model_json_schema(), indent=2) + "\n", None)
+        return 0
+    if not args.grid:
+        raise PermallocError("sweep: give a grid file (GRID.toml), or --schema")
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from permalloc.report.sweepplot import SWEEP_METRICS, default_x, save_sweep_plot
+    from permalloc.run.executor import executor_for
+    from permalloc.run.grid import expand, load_grid
+    from permalloc.run.sweep import run_sweep
+    from permalloc.run.tidy import write_tables
+
+    grid = load_grid(args.grid)
+    out = args.output or f"sweep-{grid.name}"
+    check_writable(out, directory=True)
+    if args.plot:
+        from permalloc.report.plots import check_plot_path
+
+        check_plot_path(args.plot)
+    err = Console(stderr=True)
+    plans = expand(registry_manager(), grid, os.path.dirname(os.path.abspath(args.grid)))
+    executor = executor_for(args.jobs, args.dask, args.timeout, on_start=lambda text: err.print(text, markup=False))
+    try:
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("runs"),
+                      TimeElapsedColumn(), console=err, transient=True,
+                      disable=args.quiet or not err.is_terminal) as bar:
+            task = bar.add_task(f"sweep {grid.name} ({executor.name})", total=len(plans))
+            result = run_sweep(grid, plans, executor, out, on_done=lambda plan, cached: bar.advance(task),
+                               strict=args.strict)
+    finally:
+        executor.close()
+    table = result.to_frame()
+    seeds = table["seed"].nunique()
+    for path in write_tables(table, out, seeds):
+        err.print(f"wrote {path}", markup=False, highlight=False)
+    if not args.quiet:
+        err.print(f"{result.ran} runs done now, {len(plans) - result.ran} found done in {out}", highlight=False)
+    summary = result.summary()
+    metrics = args.metric or list(SWEEP_METRICS)
+    if args.plot:
+        x = args.x or default_x(grid.swept(), table)
+        if x not in table.columns:
+            raise PermallocError(f"--x {x!r}: not a column of the sweep; swept: {', '.join(grid.swept()) or 'none'}")
+        title = f"sweep {grid.name}: " + (grid.description or ", ".join(grid.scenarios))
+        err.print(f"wrote {save_sweep_plot(summary, x, metrics, args.plot, title)}", markup=False, highlight=False)
+    from permalloc.report.tables import sweep_table
+
+    _PipeConsole().print(sweep_table(summary, grid.swept(), metrics, f"sweep {grid.name}: run totals"))
+    return 0
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     from permalloc.run import replay
 
@@ -591,6 +646,34 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write a self-contained HTML report (sortable tables, plots inline) as DIR/index.html")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser(
+        "sweep",
+        help="run a grid of policies x machines x scenarios x seeds; tidy Parquet/CSV, plots",
+        description="Run every combination of a grid file (permalloc sweep --schema; docs/sweeps.md) and write "
+        "OUT/results.parquet and OUT/results.csv (a row per run x metric, and per op kind x statistic), "
+        "OUT/summary.csv (mean and 95%% interval over seeds) and each run's result as OUT/runs/KEY.json: "
+        "started again, a sweep runs only what has no result yet. Results are the same whatever the executor.",
+        epilog=EPILOG,
+    )
+    p.add_argument("grid", nargs="?", metavar="GRID.toml", help="the grid file (.toml or .json)")
+    p.add_argument("-o", "--output", metavar="DIR", help="output folder (default: ./sweep-NAME)")
+    p.add_argument("--jobs", "-j", type=_positive, default=os.cpu_count() or 1,
+                   help="local worker processes (default: the CPU count, %(default)s)")
+    p.add_argument("--dask", metavar="ADDRESS|local[:N]",
+                   help="run on a Dask distributed scheduler (tcp://HOST:PORT), or start a LocalCluster of N "
+                   "workers (prints its dashboard address)")
+    _add_timeout(p, "a run, or a sweep in which no run finished for SECONDS,")
+    _add_strict(p)
+    p.add_argument("--plot", metavar="FILE", help="draw each metric against a swept axis (.png/.svg/.pdf)")
+    p.add_argument("--x", metavar="COLUMN", help="the swept axis the plot draws against (default: the first "
+                   "axis with more than one value)")
+    p.add_argument("--metric", "-m", action="append", metavar="METRIC",
+                   help="a metric the table and plot show (repeatable; default: shootdowns, ipis, "
+                   "directmap_splits_2m, directmap_4k_bytes, allocated_bytes, cost_ns)")
+    p.add_argument("--schema", action="store_true", help="print the JSON schema of the grid file and exit")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar, no notes")
+    p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser(
         "replay",

@@ -52,11 +52,17 @@ def _unit_label(metric: str, kind: Kind, unit: str) -> str:
     return unit if kind != "count" else UNITS.get(metric, "count")
 
 
-def _scale(metric: str, values: Sequence[float]) -> tuple[list[float], str]:
-    """``values`` in the unit an axis of ``metric`` reads in, and that unit's label."""
+def value_unit(metric: str, values: Sequence[float]) -> tuple[str, float]:
+    """The label of the unit an axis of ``metric`` showing ``values`` reads in, and its divisor."""
     kind = kind_of(metric)
     unit, divisor = axis_scale(kind, max((abs(v) for v in values), default=0))
-    return [v / divisor for v in values], _unit_label(metric, kind, unit)
+    return _unit_label(metric, kind, unit), divisor
+
+
+def scale_values(metric: str, values: Sequence[float]) -> tuple[list[float], str]:
+    """``values`` in the unit an axis of ``metric`` reads in, and that unit's label."""
+    unit, divisor = value_unit(metric, values)
+    return [v / divisor for v in values], unit
 
 
 def spans_decades(values: Sequence[float]) -> bool:
@@ -65,7 +71,7 @@ def spans_decades(values: Sequence[float]) -> bool:
     return bool(positive) and max(positive) / min(positive) > 10**DECADES
 
 
-def _set_y(ax: Axes, values: Sequence[float], label: str) -> None:
+def set_value_axis(ax: Axes, values: Sequence[float], label: str) -> None:
     """Label the y axis with its unit; log when the values span decades; plain numbers with
     thousands separators, never an offset or scientific notation."""
     if spans_decades(values):
@@ -87,7 +93,7 @@ def bars(results: Sequence[PolicyResult], scenario: str) -> Figure:
     names = [r.policy for r in results]
     for ax, metric in zip(axes.flat, BAR_METRICS):
         raw = [r.totals[metric] for r in results]
-        values, unit = _scale(metric, raw)
+        values, unit = scale_values(metric, raw)
         positions = range(len(names))
         drawn = ax.bar(positions, values, color=[_COLORS[i % 10] for i in positions])
         ax.set_title(metric, fontsize=10)
@@ -96,7 +102,7 @@ def bars(results: Sequence[PolicyResult], scenario: str) -> Figure:
             ax.text(0.5, 0.5, "0 under every policy", ha="center", va="center", transform=ax.transAxes, fontsize=9)
             ax.set_ylabel(unit, fontsize=8)
         else:
-            _set_y(ax, values, unit)
+            set_value_axis(ax, values, unit)
             ax.bar_label(drawn, labels=[format_quantity(metric, v) for v in raw], fontsize=7, padding=1)
             ax.margins(y=0.15)
         ax.set_xticks(positions, names, rotation=30, ha="right", fontsize=8)
@@ -141,8 +147,8 @@ def timeline(results: Sequence[PolicyResult], scenario: str) -> Figure:
         top.step(seconds, [p["directmap_4k_bytes"] / divisor for p in r.timeline], where="post", label=r.policy,
                  color=color)
         bottom.step(seconds, [p["shootdowns"] for p in r.timeline], where="post", label=r.policy, color=color)
-    _set_y(top, [v / divisor for v in every_4k], f"DirectMap4k ({unit})")
-    _set_y(bottom, [p["shootdowns"] for r in results for p in r.timeline], "shootdowns, cumulative (flushes)")
+    set_value_axis(top, [v / divisor for v in every_4k], f"DirectMap4k ({unit})")
+    set_value_axis(bottom, [p["shootdowns"] for r in results for p in r.timeline], "shootdowns, cumulative (flushes)")
     end_s = max((p["t_ms"] / 1000 for r in results for p in r.timeline), default=0)
     if results and results[0].phases:
         _mark_phases((top, bottom), results[0], end_s)
@@ -191,7 +197,7 @@ def distributions(results: Sequence[PolicyResult], scenario: str) -> Figure:
                 patch.set_alpha(0.6)
             shown = [v for box in stats for v in (box["whislo"], box["q1"], box["q3"], box["whishi"], *box["fliers"])]
             if any(shown):
-                _set_y(ax, shown, _unit_label(metric, kind_of(metric), unit))
+                set_value_axis(ax, shown, _unit_label(metric, kind_of(metric), unit))
             else:
                 ax.set_ylim(-0.5, 1)
                 ax.set_yticks([0])

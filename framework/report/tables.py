@@ -246,3 +246,31 @@ def print_tables(
     for r in results:
         for problem in r.problems:
             console.print(f"[yellow]warning[/]: {r.policy}: {problem}")
+
+
+def sweep_table(summary: Any, swept: Sequence[str], metrics: Sequence[str], title: str) -> Table:
+    """A sweep's run totals (``summary`` of :func:`permalloc.run.tidy.summary`): a row per
+    cell, the labels that vary, then each metric's mean over the seeds (``±`` half its 95 %
+    interval when more than one seed ran)."""
+    totals = summary[(summary["op"] == "all") & (summary["stat"] == "total")]
+    labels = [c for c in ("scenario", "policy", "arch", "workload", *swept)
+              if c == "policy" or totals[c].nunique() > 1]
+    table = Table(title=title, **_NARROW)
+    for name in labels:
+        table.add_column(escape(name), no_wrap=True)
+    for metric in metrics:
+        table.add_column(metric.replace("_", " "), justify="right")
+    wide = totals.pivot_table(index=labels, columns="metric", values=["mean", "low", "high"], sort=False,
+                              dropna=False, aggfunc="first")
+    for cell, row in wide.iterrows():
+        values = []
+        for metric in metrics:
+            mean, high = row[("mean", metric)], row[("high", metric)]
+            text = format_quantity(metric, mean)
+            if high == high and high != mean:  # not NaN (one seed) and not an interval of width 0
+                text += f" ±{format_quantity(metric, high - mean)}"
+            values.append(text)
+        cell = cell if isinstance(cell, tuple) else (cell,)
+        table.add_row(*[escape(format_value(v)) for v in cell], *values)
+    return table
+

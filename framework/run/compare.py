@@ -6,19 +6,14 @@ results do not depend on how many processes run them or in which order they fini
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import TimeoutError as FutureTimeout
-from concurrent.futures import as_completed
-
-from pebble import ProcessPool
 
 from permalloc.model.spec import MachineSpec
 from permalloc.plugin.pluginmanager import registry_manager
 from permalloc.plugin.policy import PolicySpec
+from permalloc.run.executor import Call, LocalExecutor
 from permalloc.run.scenario import Scenario
 from permalloc.run.simulation import PolicyResult, run
-from permalloc.run.timeout import die_with_parent, expired, time_limit
 from permalloc.run.workloads import WorkloadSource, spec_workload
 
 TIMELINE_POINTS = 200
@@ -80,30 +75,13 @@ def compare_seeds(
     seed, in the order of ``seeds``; every (seed, policy) run is one job of the same pool."""
     every = max(1, len(scenario.ops) // TIMELINE_POINTS)
     loads = list(workloads) if workloads is not None else workloads_for(spec, policies, workload)
-    runs = [(k, i, spec.model_copy(update={"arch": policy.arch or spec.arch, "seed": seed}), policy)
-            for k, seed in enumerate(seeds) for i, policy in enumerate(policies)]
-    results: dict[tuple[int, int], PolicyResult] = {}
     label = (lambda k, p: f"policy {p.name}") if len(seeds) == 1 else (lambda k, p: f"policy {p.name} seed {seeds[k]}")
-    if jobs <= 1 or len(runs) == 1:
-        for k, i, run_spec, policy in runs:
-            with time_limit(timeout, label(k, policy)):
-                results[k, i] = _run_one(scenario, run_spec, policy, every, loads[i], strict, samples)
-            if on_done:
-                on_done(results[k, i])
-        return [[results[k, i] for i in range(len(policies))] for k in range(len(seeds))]
-    pool = ProcessPool(max_workers=min(jobs, len(runs)), initializer=die_with_parent, initargs=[os.getpid()])
-    try:
-        futures = {pool.schedule(_run_one, args=[scenario, run_spec, policy, every, loads[i], strict, samples], timeout=timeout): (k, i)
-                   for k, i, run_spec, policy in runs}
-        for future in as_completed(futures):
-            k, i = futures[future]
-            try:
-                results[k, i] = future.result()
-            except FutureTimeout:
-                raise expired(label(k, policies[i]), timeout or 0) from None
-            if on_done:
-                on_done(results[k, i])
-    finally:
-        pool.stop()  # a failed or interrupted compare kills the workers still running
-        pool.join()
+    calls = [Call((k, i), _run_one, (scenario, spec.model_copy(update={"arch": policy.arch or spec.arch, "seed": seed}),
+                                     policy, every, loads[i], strict, samples), label(k, policy))
+             for k, seed in enumerate(seeds) for i, policy in enumerate(policies)]
+    results: dict[tuple[int, int], PolicyResult] = {}
+    for key, result in LocalExecutor(jobs, timeout).run(calls):  # a failed compare kills the workers still running
+        results[key] = result
+        if on_done:
+            on_done(result)
     return [[results[k, i] for i in range(len(policies))] for k in range(len(seeds))]
