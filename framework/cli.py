@@ -442,7 +442,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         raise PermallocError("sweep: give a grid file (GRID.toml), or --schema")
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from permalloc.report.sweepplot import SWEEP_METRICS, default_x, save_sweep_plot
+    from permalloc.report.sweepplot import SWEEP_METRICS, TABLE_METRICS, default_x, save_sweep_plot
     from permalloc.run.executor import executor_for
     from permalloc.run.grid import expand, load_grid
     from permalloc.run.sweep import run_sweep
@@ -474,16 +474,16 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if not args.quiet:
         err.print(f"{result.ran} runs done now, {len(plans) - result.ran} found done in {out}", highlight=False)
     summary = result.summary()
-    metrics = args.metric or list(SWEEP_METRICS)
     if args.plot:
         x = args.x or default_x(grid.swept(), table)
         if x not in table.columns:
             raise PermallocError(f"--x {x!r}: not a column of the sweep; swept: {', '.join(grid.swept()) or 'none'}")
         title = f"sweep {grid.name}: " + (grid.description or ", ".join(grid.scenarios))
-        err.print(f"wrote {save_sweep_plot(summary, x, metrics, args.plot, title)}", markup=False, highlight=False)
+        err.print(f"wrote {save_sweep_plot(summary, x, args.metric or SWEEP_METRICS, args.plot, title, grid.swept())}", markup=False, highlight=False)
     from permalloc.report.tables import sweep_table
 
-    _PipeConsole().print(sweep_table(summary, grid.swept(), metrics, f"sweep {grid.name}: run totals"))
+    _PipeConsole().print(sweep_table(summary, grid.swept(), args.metric or TABLE_METRICS,
+                                         f"sweep {grid.name}: run totals"))
     return 0
 
 
@@ -670,7 +670,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "axis with more than one value)")
     p.add_argument("--metric", "-m", action="append", metavar="METRIC",
                    help="a metric the table and plot show (repeatable; default: shootdowns, ipis, "
-                   "directmap_splits_2m, directmap_4k_bytes, allocated_bytes, cost_ns)")
+                   "directmap_splits_2m, directmap_4k_bytes, and in the plot also allocated_bytes, cost_ns)")
     p.add_argument("--schema", action="store_true", help="print the JSON schema of the grid file and exit")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar, no notes")
     p.set_defaults(func=cmd_sweep)

@@ -19,8 +19,10 @@ from permalloc.atomicfile import write_bytes
 from permalloc.errors import SpecError
 from permalloc.report.plots import check_plot_path, plt, render, set_value_axis, value_unit
 from permalloc.report.quantities import axis_scale, format_count
+from permalloc.report.tables import varying_labels
 
 SWEEP_METRICS = ("shootdowns", "ipis", "directmap_splits_2m", "directmap_4k_bytes", "allocated_bytes", "cost_ns")
+TABLE_METRICS = SWEEP_METRICS[:4]  # what fits 80 columns with a policy, an axis and intervals
 
 
 def default_x(swept: Sequence[str], table: pd.DataFrame) -> str:
@@ -39,15 +41,16 @@ def _x_values(values: Sequence[float], name: str) -> tuple[list[float], str]:
     return list(values), name
 
 
-def sweep_figure(summary: pd.DataFrame, x: str, metrics: Sequence[str], title: str) -> Figure:
-    """One panel per metric of the run totals (op ``all``) in ``summary`` (:func:`tidy.summary`)."""
+def sweep_figure(summary: pd.DataFrame, x: str, metrics: Sequence[str], title: str, swept: Sequence[str] = ()
+                 ) -> Figure:
+    """One panel per metric of the run totals (op ``all``) in ``summary`` (:func:`tidy.summary`);
+    ``swept``: the grid's swept columns, those that vary besides ``x`` split the lines."""
     totals = summary[(summary["op"] == "all") & (summary["stat"] == "total")]
     unknown = [m for m in metrics if m not in set(totals["metric"])]
     if unknown:
         raise SpecError(f"--metric {unknown[0]!r}: not a metric of the sweep; metrics: "
                         f"{', '.join(dict.fromkeys(totals['metric']))}")
-    split = [c for c in totals.columns if c not in (x, "op", "stat", "metric", "mean", "low", "high", "n")
-             and (c == "policy" or totals[c].nunique() > 1)]
+    split = [c for c in varying_labels(totals, [c for c in swept if c != x]) if c != x]
     numeric = pd.api.types.is_numeric_dtype(totals[x])
     cols = min(3, len(metrics))
     rows = -(-len(metrics) // cols)
@@ -95,9 +98,10 @@ def _set_x(ax: plt.Axes, xs: Sequence[object], name: str, numeric: bool) -> None
     ax.set_xlabel(label, fontsize=8)
 
 
-def save_sweep_plot(summary: pd.DataFrame, x: str, metrics: Sequence[str], path: str | Path, title: str) -> Path:
+def save_sweep_plot(summary: pd.DataFrame, x: str, metrics: Sequence[str], path: str | Path, title: str,
+                    swept: Sequence[str] = ()) -> Path:
     """Draw :func:`sweep_figure` to ``path`` (.png, .svg or .pdf), written whole or not at all."""
     path = check_plot_path(path)
-    write_bytes(path, render(sweep_figure(summary, x, metrics, title), path.suffix[1:]))
+    write_bytes(path, render(sweep_figure(summary, x, metrics, title, swept), path.suffix[1:]))
     return path
 

@@ -248,24 +248,31 @@ def print_tables(
             console.print(f"[yellow]warning[/]: {r.policy}: {problem}")
 
 
+def varying_labels(totals: Any, swept: Sequence[str]) -> list[str]:
+    """The label columns that tell a sweep's cells apart: the policy, and each other label
+    that takes more than one value for the same policy (a workload that only follows the
+    policy's kernel does not)."""
+    policies = totals["policy"].nunique()
+    return ["policy", *(c for c in ("scenario", "arch", "workload", *swept)
+                        if len(totals[["policy", c]].drop_duplicates()) > policies)]
+
+
 def sweep_table(summary: Any, swept: Sequence[str], metrics: Sequence[str], title: str) -> Table:
     """A sweep's run totals (``summary`` of :func:`permalloc.run.tidy.summary`): a row per
     cell, the labels that vary, then each metric's mean over the seeds (``±`` half its 95 %
-    interval when more than one seed ran)."""
+    interval when more than one seed ran and they differ)."""
     totals = summary[(summary["op"] == "all") & (summary["stat"] == "total")]
-    labels = [c for c in ("scenario", "policy", "arch", "workload", *swept)
-              if c == "policy" or totals[c].nunique() > 1]
+    labels = varying_labels(totals, swept)
     table = Table(title=title, **_NARROW)
     for name in labels:
         table.add_column(escape(name), no_wrap=True)
     for metric in metrics:
         table.add_column(metric.replace("_", " "), justify="right")
-    wide = totals.pivot_table(index=labels, columns="metric", values=["mean", "low", "high"], sort=False,
-                              dropna=False, aggfunc="first")
-    for cell, row in wide.iterrows():
+    for cell, rows in totals.groupby(labels, sort=False):
+        by_metric = rows.set_index("metric")
         values = []
         for metric in metrics:
-            mean, high = row[("mean", metric)], row[("high", metric)]
+            mean, high = by_metric.at[metric, "mean"], by_metric.at[metric, "high"]
             text = format_quantity(metric, mean)
             if high == high and high != mean:  # not NaN (one seed) and not an interval of width 0
                 text += f" ±{format_quantity(metric, high - mean)}"
@@ -273,4 +280,3 @@ def sweep_table(summary: Any, swept: Sequence[str], metrics: Sequence[str], titl
         cell = cell if isinstance(cell, tuple) else (cell,)
         table.add_row(*[escape(format_value(v)) for v in cell], *values)
     return table
-
