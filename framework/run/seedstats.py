@@ -33,7 +33,8 @@ def interval(values: Sequence[float]) -> dict[str, float | None]:
     if len(values) < 2:
         return {"centre": _tidy(centre), "low": None, "high": None}
     half = stats.t.ppf(1 - ALPHA / 2, len(values) - 1) * statistics.stdev(values) / math.sqrt(len(values))
-    return {"centre": _tidy(centre), "low": _tidy(centre - half), "high": _tidy(centre + half)}
+    mid = _tidy(centre)  # each bound rounded on its own could land on the far side of the rounded centre
+    return {"centre": mid, "low": min(_tidy(centre - half), mid), "high": max(_tidy(centre + half), mid)}
 
 
 def paired(values: Sequence[float], base: Sequence[float]) -> dict[str, Any]:
