@@ -487,6 +487,50 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_search(args: argparse.Namespace) -> int:
+    from permalloc.run.search import SearchSpace
+
+    if args.schema:
+        _write_output(json.dumps(SearchSpace.model_json_schema(), indent=2) + "\n", None)
+        return 0
+    if not args.space:
+        raise PermallocError("search: give a search space file (SPACE.toml), or --schema")
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from permalloc.report.searchplot import save_front_plot
+    from permalloc.report.tables import search_table
+    from permalloc.run.executor import executor_for
+    from permalloc.run.search import load_space, search, write_search
+
+    space = load_space(args.space)
+    out = args.output or f"search-{space.name}"
+    check_writable(out, directory=True)
+    if args.plot:
+        from permalloc.report.plots import check_plot_path
+
+        check_plot_path(args.plot)
+    err = Console(stderr=True)
+    executor = executor_for(args.jobs, args.dask, args.timeout, on_start=lambda text: err.print(text, markup=False))
+    try:
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("trials"),
+                      TimeElapsedColumn(), console=err, transient=True,
+                      disable=args.quiet or not err.is_terminal) as bar:
+            task = bar.add_task(f"search {space.name} ({executor.name})", total=space.trials)
+            result = search(space, os.path.dirname(os.path.abspath(args.space)), executor,
+                            on_done=lambda number: bar.advance(task))
+    finally:
+        executor.close()
+    for path in write_search(result, out):
+        if path.suffix == ".csv":
+            err.print(f"wrote {path}", markup=False, highlight=False)
+    err.print(f"wrote {len(result.front)} policy files of the front in {out}/policies (permalloc compare -p FILE)",
+              markup=False, highlight=False)
+    if args.plot:
+        err.print(f"wrote {save_front_plot(result, args.plot)}", markup=False, highlight=False)
+    _PipeConsole().print(search_table(result))
+    return 0
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     from permalloc.run import replay
 
@@ -674,6 +718,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--schema", action="store_true", help="print the JSON schema of the grid file and exit")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar, no notes")
     p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser(
+        "search",
+        help="multi-objective search of a policy's settings (optuna NSGA-II); the Pareto front as policy files",
+        description="Vary the fields of a policy that a search space file names (permalloc search --schema; "
+        "docs/sweeps.md) over its metrics with optuna's NSGA-II sampler, BATCH trials at a time, and write "
+        "OUT/trials.csv, OUT/front.csv and a policy file per point of the Pareto front (OUT/policies/NAME.json) "
+        "that permalloc compare -p FILE runs again.",
+        epilog=EPILOG,
+    )
+    p.add_argument("space", nargs="?", metavar="SPACE.toml", help="the search space file (.toml or .json)")
+    p.add_argument("-o", "--output", metavar="DIR", help="output folder (default: ./search-NAME)")
+    p.add_argument("--jobs", "-j", type=_positive, default=os.cpu_count() or 1,
+                   help="local worker processes (default: the CPU count, %(default)s)")
+    p.add_argument("--dask", metavar="ADDRESS|local[:N]", help="run on a Dask scheduler, or a LocalCluster of N workers")
+    _add_timeout(p, "a trial")
+    p.add_argument("--plot", metavar="FILE", help="draw the trials and the front, objective against objective")
+    p.add_argument("--schema", action="store_true", help="print the JSON schema of the search space file and exit")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_search)
 
     p = sub.add_parser(
         "replay",

@@ -280,3 +280,20 @@ def sweep_table(summary: Any, swept: Sequence[str], metrics: Sequence[str], titl
         cell = cell if isinstance(cell, tuple) else (cell,)
         table.add_row(*[escape(format_value(v)) for v in cell], *values)
     return table
+
+
+def search_table(result: Any) -> Table:
+    """The Pareto front of a search (:class:`permalloc.run.search.SearchResult`): a row per
+    point, the values chosen and each objective in human units."""
+    space = result.space
+    table = Table(title=f"search {space.name}: Pareto front, {len(result.front)} of {len(result.trials)} trials",
+                  **_NARROW)
+    table.add_column("policy", no_wrap=True)
+    for name in space.params:
+        table.add_column(escape(name.replace("_", " ")))
+    for metric in space.objectives:
+        table.add_column(f"{metric.replace('_', ' ')} ({space.objectives[metric][:3]})", justify="right")
+    for _, row in result.front.iterrows():
+        table.add_row(escape(result.policies[int(row["trial"])].name), *[escape(format_value(row[p])) for p in space.params],
+                      *[format_quantity(m, row[m]) for m in space.objectives])
+    return table

@@ -127,7 +127,7 @@ def run_key(scenario_hash: str, spec: MachineSpec, policy: PolicySpec, workload_
                           "workload": workload_hash}).removeprefix("sha256:")[:32]
 
 
-def _relative(base: Path, name: str) -> str:
+def relative(base: Path, name: str) -> str:
     """A file named in the grid is relative to the grid's folder; a name stays a name."""
     candidate = base / name
     return str(candidate) if ("/" in name or name.endswith((".json", ".toml"))) and candidate.exists() else name
@@ -147,7 +147,7 @@ def _policies(pm: pluggy.PluginManager, grid: Grid, base: Path) -> list[tuple[Po
     out = []
     names, values = list(grid.policy_axes), list(grid.policy_axes.values())
     for name in grid.policies:
-        policy = override_policy(resolve_policy(pm, _relative(base, name)), grid.set)
+        policy = override_policy(resolve_policy(pm, relative(base, name)), grid.set)
         for combo in itertools.product(*values):
             sets = [f"{k}={_toml_text(v)}" for k, v in zip(names, combo)]
             variant = policy
@@ -174,7 +174,7 @@ def expand(pm: pluggy.PluginManager, grid: Grid, base: str | Path = ".") -> list
     that cell; a policy left out of every cell, or a bad value, is an error naming it."""
     base = Path(base)
     chosen = _policies(pm, grid, base)
-    loads: list[WorkloadSource | None] = [resolve_workload(pm, _relative(base, w)) for w in grid.workloads] or [None]
+    loads: list[WorkloadSource | None] = [resolve_workload(pm, relative(base, w)) for w in grid.workloads] or [None]
     workload_hashes: dict[Path, str] = {}
     scenario_cache: dict[tuple[str, str], tuple[Scenario, str]] = {}
     plugin_list = plugins()
@@ -189,7 +189,7 @@ def expand(pm: pluggy.PluginManager, grid: Grid, base: str | Path = ".") -> list
                 spec = MachineSpec.model_validate({**grid.machine, **cell, "arch": arch})
             except ValidationError as exc:
                 raise SpecError(f"machine {cell or grid.machine}: {format_validation_error(exc)}") from None
-            scenario, scenario_hash = _scenario(pm, scenario_cache, _relative(base, scenario_name), spec, policy)
+            scenario, scenario_hash = scenario_for(pm, scenario_cache, relative(base, scenario_name), spec, policy)
             load = workload or spec_workload(pm, policy, spec)
             load_hash = None
             if load is not None:
@@ -212,7 +212,7 @@ def expand(pm: pluggy.PluginManager, grid: Grid, base: str | Path = ".") -> list
     return plans
 
 
-def _scenario(pm: pluggy.PluginManager, cache: dict[tuple[str, str], tuple[Scenario, str]], name: str,
+def scenario_for(pm: pluggy.PluginManager, cache: dict[tuple[str, str], tuple[Scenario, str]], name: str,
               spec: MachineSpec, policy: PolicySpec) -> tuple[Scenario, str]:
     """The scenario and its content hash; ``default`` is the parts the arch's plugins can run."""
     arch = spec.arch if name == "default" else ""
