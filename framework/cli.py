@@ -442,10 +442,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         raise PermallocError("sweep: give a grid file (GRID.toml), or --schema")
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from permalloc.api import sweep
     from permalloc.report.sweepplot import SWEEP_METRICS, TABLE_METRICS, default_x, save_sweep_plot
-    from permalloc.run.executor import executor_for
-    from permalloc.run.grid import expand, load_grid
-    from permalloc.run.sweep import run_sweep
+    from permalloc.run.grid import load_grid
     from permalloc.run.tidy import write_tables
 
     grid = load_grid(args.grid)
@@ -456,23 +455,20 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
         check_plot_path(args.plot)
     err = Console(stderr=True)
-    plans = expand(registry_manager(), grid, os.path.dirname(os.path.abspath(args.grid)))
-    executor = executor_for(args.jobs, args.dask, args.timeout, on_start=lambda text: err.print(text, markup=False))
-    try:
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("runs"),
-                      TimeElapsedColumn(), console=err, transient=True,
-                      disable=args.quiet or not err.is_terminal) as bar:
-            task = bar.add_task(f"sweep {grid.name} ({executor.name})", total=len(plans))
-            result = run_sweep(grid, plans, executor, out, on_done=lambda plan, cached: bar.advance(task),
-                               strict=args.strict)
-    finally:
-        executor.close()
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("runs"),
+                  TimeElapsedColumn(), console=err, transient=True, disable=args.quiet or not err.is_terminal) as bar:
+        task = bar.add_task(f"sweep {grid.name}", total=None)
+        result = sweep(grid, output=out, jobs=args.jobs, dask=args.dask, timeout=args.timeout, strict=args.strict,
+                       base=os.path.dirname(os.path.abspath(args.grid)),
+                       on_done=lambda plan, cached: bar.advance(task),
+                       on_start=lambda text: err.print(text, markup=False),
+                       on_plans=lambda n: bar.update(task, total=n))
     table = result.to_frame()
     seeds = table["seed"].nunique()
     for path in write_tables(table, out, seeds):
         err.print(f"wrote {path}", markup=False, highlight=False)
     if not args.quiet:
-        err.print(f"{result.ran} runs done now, {len(plans) - result.ran} found done in {out}", highlight=False)
+        err.print(f"{result.ran} runs done now, {len(result.plans) - result.ran} found done in {out}", highlight=False)
     summary = result.summary()
     if args.plot:
         x = args.x or default_x(grid.swept(), table)
@@ -497,10 +493,10 @@ def cmd_search(args: argparse.Namespace) -> int:
         raise PermallocError("search: give a search space file (SPACE.toml), or --schema")
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from permalloc.api import search
     from permalloc.report.searchplot import save_front_plot
     from permalloc.report.tables import search_table
-    from permalloc.run.executor import executor_for
-    from permalloc.run.search import load_space, search, write_search
+    from permalloc.run.search import load_space, write_search
 
     space = load_space(args.space)
     out = args.output or f"search-{space.name}"
@@ -510,16 +506,12 @@ def cmd_search(args: argparse.Namespace) -> int:
 
         check_plot_path(args.plot)
     err = Console(stderr=True)
-    executor = executor_for(args.jobs, args.dask, args.timeout, on_start=lambda text: err.print(text, markup=False))
-    try:
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("trials"),
-                      TimeElapsedColumn(), console=err, transient=True,
-                      disable=args.quiet or not err.is_terminal) as bar:
-            task = bar.add_task(f"search {space.name} ({executor.name})", total=space.trials)
-            result = search(space, os.path.dirname(os.path.abspath(args.space)), executor,
-                            on_done=lambda number: bar.advance(task))
-    finally:
-        executor.close()
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("trials"),
+                  TimeElapsedColumn(), console=err, transient=True, disable=args.quiet or not err.is_terminal) as bar:
+        task = bar.add_task(f"search {space.name}", total=space.trials)
+        result = search(space, jobs=args.jobs, dask=args.dask, timeout=args.timeout,
+                        base=os.path.dirname(os.path.abspath(args.space)), on_done=lambda number: bar.advance(task),
+                        on_start=lambda text: err.print(text, markup=False))
     for path in write_search(result, out):
         if path.suffix == ".csv":
             err.print(f"wrote {path}", markup=False, highlight=False)

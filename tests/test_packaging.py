@@ -38,7 +38,15 @@ def test_package_data_covers_every_skeleton_template():
     patterns = [p.strip() for p in cfg["options.package_data"]["permalloc"].split(",")]
     shipped = {path for pattern in patterns for path in (ROOT / "framework").glob(pattern)}
     templates = {path for path in (ROOT / "framework" / "skeletons").rglob("*") if path.is_file()}
-    assert templates and templates == shipped
+    assert templates and templates == shipped - {ROOT / "framework" / "py.typed"}
+
+
+def test_the_typed_marker_is_shipped():
+    # PEP 561: type checkers read permalloc.api's hints from the installed package
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "setup.cfg")
+    assert "py.typed" in [p.strip() for p in cfg["options.package_data"]["permalloc"].split(",")]
+    assert (ROOT / "framework" / "py.typed").is_file()
 
 
 def test_one_copy_of_the_package():

@@ -129,6 +129,10 @@ class SearchResult:
     def front(self) -> pd.DataFrame:
         return self.trials[self.trials["pareto"]]
 
+    def to_frame(self) -> pd.DataFrame:
+        """A row per trial: ``trial``, each param, each objective, ``pareto``."""
+        return self.trials.copy()
+
 
 def search(space: SearchSpace, base: str | Path = ".", executor: Executor | None = None,
            on_done: Callable[[int], None] | None = None) -> SearchResult:
