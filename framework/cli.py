@@ -377,13 +377,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.plot:
         from permalloc.report.plots import save_plots
 
-        for path in save_plots(results, scenario.name, args.plot):
+        for path in save_plots(results, scenario.name, args.plot, document.get("seeds")):
             err.print(f"wrote {path}")
     if args.html:
         from permalloc.report.html import write_html
 
         known = workloads(pm) | ({workload.name: workload} if workload else {})
-        err.print(f"wrote {write_html(args.html, scenario, spec, results, chosen, known)}")
+        err.print(f"wrote {write_html(args.html, scenario, spec, results, chosen, known, document.get('seeds'))}")
     _write_document(document, results, args, pm)
     return 0
 

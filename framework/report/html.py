@@ -12,6 +12,7 @@ import base64
 import html
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from permalloc import __version__
 from permalloc.atomicfile import check_writable, write_text
@@ -20,10 +21,12 @@ from permalloc.model.metrics import DESCRIPTIONS, METRICS, UNITS
 from permalloc.model.spec import MachineSpec
 from permalloc.plugin.policy import PolicySpec
 from permalloc.report.describe import describe_machine, describe_workload
+from permalloc.report.intervals import SAME
 from permalloc.report.plots import FIGURES, render
 from permalloc.report.quantities import format_count, format_duration, format_quantity
 from permalloc.report.tables import costly_kinds
 from permalloc.run.scenario import Scenario
+from permalloc.run.seedstats import paired
 from permalloc.run.simulation import PolicyResult
 from permalloc.run.workloads import WorkloadSource
 
@@ -72,6 +75,9 @@ document.querySelectorAll("table.sortable").forEach(function (table) {
 # Metrics where a smaller number is the better design (the others are informative).
 LOWER_IS_BETTER = frozenset(METRICS) - {"directmap_2m_bytes", "directmap_1g_bytes", "huge_mappings", "requested_bytes"}
 STATS = ("mean", "median", "p90", "max")
+_SHADING = {False: "Where lower is better, the best value of a column is shaded (one seed: seed noise is not "
+                   "accounted for; <code>--seeds N</code> shows it).",
+            True: "One seed's run, not shaded: the table over seeds above says what differences hold."}
 
 _e = html.escape
 
@@ -92,12 +98,13 @@ def _header(name: str) -> str:
     return f'<th title="{_e(title)}">{_e(name).replace("_", "_<wbr>")}</th>'
 
 
-def _totals(results: Sequence[PolicyResult]) -> str:
-    """One row per policy, one column per metric; the best value of a lower-is-better metric shaded."""
+def _totals(results: Sequence[PolicyResult], shade: bool = True) -> str:
+    """One row per policy, one column per metric; the best value of a lower-is-better metric shaded
+    (unless ``shade`` is off: over several seeds the seeds' table shades what seed noise allows)."""
     best = {}
     for name in METRICS:
         values = [r.totals[name] for r in results]
-        if name in LOWER_IS_BETTER and len(set(values)) > 1:
+        if shade and name in LOWER_IS_BETTER and len(set(values)) > 1:
             best[name] = min(values)
     rows = []
     for r in results:
@@ -107,6 +114,74 @@ def _totals(results: Sequence[PolicyResult]) -> str:
     head = "".join(_header(name) for name in METRICS)
     return (f'<div class="scroll"><table class="sortable" id="totals"><thead><tr><th>policy</th>{head}</tr></thead>'
             f"<tbody>{''.join(rows)}</tbody></table></div>")
+
+
+def _told_apart_best(metric: str, policies: Mapping[str, Any]) -> str | None:
+    """The policy with the lowest mean of a lower-is-better ``metric`` if a paired test over the same
+    seeds tells it apart from every other policy (permalloc.run.seedstats.paired), else None."""
+    if metric not in LOWER_IS_BETTER:
+        return None
+    best = min(policies, key=lambda name: policies[name][metric]["centre"])
+    values = policies[best][metric]["values"]
+    others = [p[metric]["values"] for name, p in policies.items() if name != best]
+    if not others or not all(paired(other, values)["distinguishable"] for other in others):
+        return None
+    return best
+
+
+def _interval_cell(metric: str, entry: Mapping[str, Any], css: str, policy: str) -> str:
+    """The mean over seeds in human units with ``±`` half its interval; raw centre and bounds as data."""
+    text = format_quantity(metric, entry["centre"])
+    if entry["low"] is not None and entry["low"] != entry["high"]:
+        text += f" ±{format_quantity(metric, (entry['high'] - entry['low']) / 2)}"
+    klass = f' class="{css}"' if css else ""
+    return (f"<td{klass}{_attrs(value=entry['centre'], low=entry['low'], high=entry['high'], metric=metric, policy=policy)}>"
+            f"{_e(text)}</td>")
+
+
+def _ratio_cell(metric: str, entry: Mapping[str, Any], policy: str) -> str:
+    """A policy's mean per-seed ratio to the baseline with its interval, marked when seed noise cannot
+    tell the two apart."""
+    ratio = entry["ratio"]
+    if ratio["centre"] is None:
+        text = "n/a"
+    elif ratio["low"] is None:
+        text = f"×{ratio['centre']:.3g}"
+    else:
+        text = f"×{ratio['centre']:.3g} [{ratio['low']:.3g}, {ratio['high']:.3g}]"
+    told = entry["distinguishable"]
+    if not told:
+        text += f" {SAME}"
+    title = f' title="paired t-test p = {entry["p"]:.3g}"' if entry["p"] is not None else ""
+    value = "" if ratio["centre"] is None else ratio["centre"]
+    return (f"<td{title}{_attrs(value=value, metric=metric, policy=policy, distinguishable=str(told).lower())}>"
+            f"{_e(text)}</td>")
+
+
+def _over_seeds(summary: Mapping[str, Any]) -> str:
+    """The ``compare --seeds N`` section: each metric's mean with its interval per policy (shaded only
+    where the best is told apart from every other policy) and, with a baseline, the ratios to it."""
+    seeds, policies = summary["seeds"], summary["policies"]
+    best = {metric: _told_apart_best(metric, policies) for metric in METRICS}
+    head = "".join(_header(name) for name in METRICS)
+    rows = "".join(f"<tr><td>{_e(name)}</td>"
+                   + "".join(_interval_cell(metric, p[metric], "best" if best[metric] == name else "", name)
+                             for metric in METRICS) + "</tr>" for name, p in policies.items())
+    part = (f'<h2>Over {len(seeds)} seeds</h2><p class="small">Mean over seeds {seeds[0]}..{seeds[-1]}; ± is half of '
+            f"its {summary['confidence']:.0%} interval ({_e(summary['method'])}). Where lower is better, the lowest mean "
+            "is shaded only when a paired test over the same seeds tells it apart from every other policy.</p>"
+            f'<div class="scroll"><table class="sortable" id="seeds"><thead><tr><th>policy</th>{head}</tr></thead>'
+            f"<tbody>{rows}</tbody></table></div>")
+    baseline = summary.get("baseline")
+    if baseline:
+        rows = "".join(f"<tr><td>{_e(name)}</td>" + "".join(_ratio_cell(metric, p[metric], name) for metric in METRICS)
+                       + "</tr>" for name, p in baseline["policies"].items())
+        part += (f'<h3>As a ratio to {_e(baseline["policy"])}</h3><p class="small">Mean of the per-seed ratios with its '
+                 f"interval; {SAME}: the difference cannot be told apart from seed noise at {len(seeds)} seeds (hover "
+                 "for the p-value).</p>"
+                 f'<div class="scroll"><table class="sortable" id="baseline"><thead><tr><th>policy</th>{head}</tr>'
+                 f"</thead><tbody>{rows}</tbody></table></div>")
+    return part
 
 
 def _per_op(results: Sequence[PolicyResult]) -> str:
@@ -170,12 +245,12 @@ def _policies(results: Sequence[PolicyResult], policies: Sequence[PolicySpec],
             f"<tbody>{''.join(rows)}</tbody></table>")
 
 
-def _plots(results: Sequence[PolicyResult], scenario: str) -> str:
-    alt = {"bars": "totals by policy", "timeline": "DirectMap4k and shootdowns over simulated time, phases marked",
+def _plots(results: Sequence[PolicyResult], scenario: str, seeds: Mapping[str, Any] | None) -> str:
+    alt = {"bars": "totals by policy" + (", mean over seeds with its interval" if seeds else ""), "timeline": "DirectMap4k and shootdowns over simulated time, phases marked",
            "per-op": "per-op distributions by op kind and policy"}
     images = []
     for name, figure in FIGURES.items():
-        data = base64.b64encode(render(figure(results, scenario))).decode("ascii")
+        data = base64.b64encode(render(figure(results, scenario, seeds))).decode("ascii")
         images.append(f'<img id="plot-{name}" src="data:image/png;base64,{data}" alt="{_e(alt[name])}">')
     return "".join(images)
 
@@ -187,8 +262,11 @@ def write_html(
     results: Sequence[PolicyResult],
     policies: Sequence[PolicySpec],
     workloads: Mapping[str, WorkloadSource] | None = None,
+    seeds: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Write ``DIRECTORY/index.html``: one file, nothing else needed to view it."""
+    """Write ``DIRECTORY/index.html``: one file, nothing else needed to view it. ``results`` are the
+    first seed's; ``seeds`` is a result's ``seeds`` section (``compare --seeds N``, --baseline):
+    the page then leads with the means and intervals, and shades no single seed's numbers."""
     out = Path(directory)
     check_writable(out, directory=True)
     try:
@@ -204,16 +282,16 @@ def write_html(
 {about}{_phases(scenario, results)}
 <h2>Policies</h2>
 {_policies(results, policies, workloads or {})}
-<h2>Totals</h2>
-<p class="small">Click a column to sort. Where lower is better, the best value of a column is shaded; hover a
-metric for its meaning and unit.</p>
-{_totals(results)}
+{_over_seeds(seeds) if seeds else ""}
+<h2>Totals{_e(f" of seed {seeds['seeds'][0]}") if seeds else ""}</h2>
+<p class="small">Click a column to sort. {_SHADING[bool(seeds)]} Hover a metric for its meaning and unit.</p>
+{_totals(results, shade=not seeds)}
 <h2>Per operation</h2>
 <p class="small">The change one op made to each metric it changed under some policy: mean, median, 90th
-percentile and max over the ops of that kind (the JSON has every metric).</p>
+percentile and max over the ops of that kind (the JSON has every metric){_e(f"; seed {seeds['seeds'][0]}") if seeds else ""}.</p>
 {_per_op(results)}
 <h2>Plots</h2>
-{_plots(results, scenario.name)}
+{_plots(results, scenario.name, seeds)}
 <p class="small">permalloc {_e(__version__)}</p>
 <script>{_SORT}</script>
 </body></html>

@@ -9,8 +9,9 @@ logarithmic (symmetric-log when it also shows zeros).
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -59,12 +60,6 @@ def value_unit(metric: str, values: Sequence[float]) -> tuple[str, float]:
     return _unit_label(metric, kind, unit), divisor
 
 
-def scale_values(metric: str, values: Sequence[float]) -> tuple[list[float], str]:
-    """``values`` in the unit an axis of ``metric`` reads in, and that unit's label."""
-    unit, divisor = value_unit(metric, values)
-    return [v / divisor for v in values], unit
-
-
 def spans_decades(values: Sequence[float]) -> bool:
     """Whether the positive ``values`` span more than DECADES decades (max / min > 10**DECADES)."""
     positive = [v for v in values if v > 0]
@@ -85,31 +80,47 @@ def set_value_axis(ax: Axes, values: Sequence[float], label: str) -> None:
     ax.set_ylabel(label, fontsize=8)
 
 
-def bars(results: Sequence[PolicyResult], scenario: str) -> Figure:
-    """One bar chart per metric of BAR_METRICS, one bar per policy, each bar labelled with its value."""
+def _seed_note(seeds: Mapping[str, Any] | None) -> str:
+    return f" (seed {seeds['seeds'][0]})" if seeds else ""
+
+
+def bars(results: Sequence[PolicyResult], scenario: str, seeds: Mapping[str, Any] | None = None) -> Figure:
+    """One bar chart per metric of BAR_METRICS, one bar per policy, each bar labelled with its value.
+    With ``seeds`` (a result's ``seeds`` section) a bar is the mean over the seeds and its error bar
+    the 95 % interval (permalloc.run.seedstats)."""
     cols = 4
     rows = -(-len(BAR_METRICS) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3 * rows), constrained_layout=True)
     names = [r.policy for r in results]
     for ax, metric in zip(axes.flat, BAR_METRICS):
-        raw = [r.totals[metric] for r in results]
-        values, unit = scale_values(metric, raw)
+        entries = [seeds["policies"][name][metric] for name in names] if seeds else None
+        raw = [e["centre"] for e in entries] if entries else [r.totals[metric] for r in results]
+        unit, divisor = value_unit(metric, raw)
+        values = [v / divisor for v in raw]
         positions = range(len(names))
-        drawn = ax.bar(positions, values, color=[_COLORS[i % 10] for i in positions])
+        spread = None
+        if entries:
+            spread = [[0 if e["low"] is None else (e["centre"] - e["low"]) / divisor for e in entries],
+                      [0 if e["high"] is None else (e["high"] - e["centre"]) / divisor for e in entries]]
+        drawn = ax.bar(positions, values, color=[_COLORS[i % 10] for i in positions], yerr=spread, capsize=3,
+                       error_kw={"elinewidth": 1, "ecolor": "0.2"})
         ax.set_title(metric, fontsize=10)
         if not any(values):
             ax.set_ylim(0, 1)
             ax.text(0.5, 0.5, "0 under every policy", ha="center", va="center", transform=ax.transAxes, fontsize=9)
             ax.set_ylabel(unit, fontsize=8)
         else:
-            set_value_axis(ax, values, unit)
+            shown = values if not spread else [v + up for v, up in zip(values, spread[1])] + values
+            set_value_axis(ax, shown, unit)
             ax.bar_label(drawn, labels=[format_quantity(metric, v) for v in raw], fontsize=7, padding=1)
             ax.margins(y=0.15)
         ax.set_xticks(positions, names, rotation=30, ha="right", fontsize=8)
         ax.tick_params(axis="y", labelsize=8)
     for ax in list(axes.flat)[len(BAR_METRICS):]:
         ax.set_visible(False)
-    fig.suptitle(f"scenario {scenario}: totals by policy")
+    over = (f", mean over {len(seeds['seeds'])} seeds, error bars the {seeds['confidence']:.0%} interval"
+            if seeds else "")
+    fig.suptitle(f"scenario {scenario}: totals by policy{over}")
     return fig
 
 
@@ -135,7 +146,7 @@ def _mark_phases(axes: Sequence[Axes], result: PolicyResult, end_s: float) -> No
                      ha="right" if last else "left", va="bottom", fontsize=7, color="0.3")
 
 
-def timeline(results: Sequence[PolicyResult], scenario: str) -> Figure:
+def timeline(results: Sequence[PolicyResult], scenario: str, seeds: Mapping[str, Any] | None = None) -> Figure:
     """DirectMap4k and the cumulative shootdowns over simulated time (``Machine.now_ms``), one
     line per policy, the scenario's phases marked."""
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 6.5), sharex=True, constrained_layout=True)
@@ -155,7 +166,7 @@ def timeline(results: Sequence[PolicyResult], scenario: str) -> Figure:
     bottom.set_xlabel("simulated time (s)")
     bottom.ticklabel_format(axis="x", style="plain", useOffset=False)
     top.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
-    fig.suptitle(f"scenario {scenario}: over simulated time")
+    fig.suptitle(f"scenario {scenario}: over simulated time{_seed_note(seeds)}")
     return fig
 
 
@@ -168,7 +179,8 @@ def _box(values: Sequence[float]) -> dict[str, float | list[float]]:
             "fliers": [top] if top > p90 else []}
 
 
-def distributions(results: Sequence[PolicyResult], scenario: str) -> Figure:
+def distributions(results: Sequence[PolicyResult], scenario: str, seeds: Mapping[str, Any] | None = None
+                  ) -> Figure:
     """Per op kind (columns) and metric of DISTRIBUTION_METRICS (rows), a box per policy of the
     change one op made: median, p90 and max next to the mean (``PolicyResult.samples``)."""
     kinds = [k for k in dict.fromkeys(k for r in results for k in r.samples)
@@ -210,8 +222,8 @@ def distributions(results: Sequence[PolicyResult], scenario: str) -> Figure:
     if not kinds:
         for ax in axes.flat:
             ax.set_visible(False)
-    fig.suptitle(f"scenario {scenario}: one op's change, per op kind (box p25–p75, line median, whisker to p90, "
-                 "◆ max, ▲ mean)", fontsize=10)
+    fig.suptitle(f"scenario {scenario}{_seed_note(seeds)}: one op's change, per op kind (box p25–p75, line median, "
+                 "whisker to p90, ◆ max, ▲ mean)", fontsize=10)
     return fig
 
 
@@ -243,12 +255,14 @@ def plot_names(path: Path) -> dict[str, Path]:
     return {name: path if name == "bars" else path.with_name(f"{path.stem}-{name}{path.suffix}") for name in FIGURES}
 
 
-def save_plots(results: Sequence[PolicyResult], scenario: str, path: str | Path) -> list[Path]:
-    """Write the bars to ``path``, the timeline and the per-op distributions next to it."""
+def save_plots(results: Sequence[PolicyResult], scenario: str, path: str | Path,
+               seeds: Mapping[str, Any] | None = None) -> list[Path]:
+    """Write the bars to ``path``, the timeline and the per-op distributions next to it; with
+    ``seeds`` the bars are means over the seeds with their intervals."""
     path = check_plot_path(path)
     written = []
     for name, target in plot_names(path).items():
-        data = render(FIGURES[name](results, scenario), target.suffix[1:])
+        data = render(FIGURES[name](results, scenario, seeds), target.suffix[1:])
         with atomic_write(target, "wb") as fh:
             fh.write(data)
         written.append(target)

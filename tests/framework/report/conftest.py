@@ -51,3 +51,13 @@ def results(spec, chosen):
     """Every policy the arch runs by default (six on x86) on PHASED, with the per-op samples the
     plots draw and a timeline."""
     return compare(PHASED, spec, chosen, jobs=1, samples=DISTRIBUTION_METRICS)
+
+
+@pytest.fixture(scope="module")
+def seeds(spec, chosen):
+    """The ``seeds`` section of ``compare --seeds 3 --baseline FIRST`` on PHASED."""
+    from permalloc.run.compare import compare_seeds
+    from permalloc.run.seedstats import summarise
+
+    per_seed = compare_seeds(PHASED, spec, chosen, [0, 1, 2], jobs=1)
+    return summarise([0, 1, 2], per_seed, chosen[0].name)

@@ -3,6 +3,7 @@ from __future__ import annotations
 import html
 import re
 
+from permalloc.model.metrics import METRICS
 from permalloc.plugin.pluginmanager import registry_manager
 from permalloc.report.html import write_html
 from permalloc.run.workloads import workloads
@@ -39,3 +40,33 @@ def test_numbers_are_in_human_units_with_the_raw_value_beside(results, chosen, s
                 f'data-stat="{stat}"') in page
     assert 'class="sortable"' in page and "<script>" in page
     assert 'data-op="advance"' not in page  # an op that costs nothing has no table
+
+
+def test_over_seeds_the_page_shows_means_intervals_and_shades_only_what_noise_allows(results, chosen, spec, seeds,
+                                                                                      tmp_path):
+    from permalloc.report.html import LOWER_IS_BETTER
+    from permalloc.run.seedstats import paired
+
+    page = write_html(tmp_path / "s", PHASED, spec, results, chosen, seeds=seeds).read_text()
+    seeds_table = page[page.index('id="seeds"'):page.index("</table>", page.index('id="seeds"'))]
+    for name, metrics in seeds["policies"].items():
+        for metric, entry in metrics.items():
+            assert (f'data-value="{entry["centre"]}" data-low="{entry["low"]}" data-high="{entry["high"]}" '
+                    f'data-metric="{metric}" data-policy="{name}"') in seeds_table
+    for metric in LOWER_IS_BETTER:  # shaded: the lowest mean, told apart from every other policy
+        shaded = re.findall(rf'<td class="best"[^>]*data-metric="{metric}" data-policy="([^"]+)"', seeds_table)
+        by_name = seeds["policies"]
+        told = [name for name in by_name
+                if by_name[name][metric]["centre"] == min(p[metric]["centre"] for p in by_name.values())
+                and all(paired(p[metric]["values"], by_name[name][metric]["values"])["distinguishable"]
+                        for other, p in by_name.items() if other != name)]
+        assert shaded == told[:1], metric
+    totals = page[page.index('id="totals"'):page.index("</table>", page.index('id="totals"'))]
+    assert 'class="best"' not in totals  # one seed's numbers are never shaded as a win
+    base = seeds["baseline"]
+    marks = re.findall(r'data-metric="(\w+)" data-policy="([^"]+)" data-distinguishable="(true|false)">([^<]*)<', page)
+    assert len(marks) == len(METRICS) * len(base["policies"])
+    for metric, name, told, text in marks:
+        entry = base["policies"][html.unescape(name)][metric]
+        assert (told == "true") == entry["distinguishable"]
+        assert text.endswith("≈") != entry["distinguishable"]

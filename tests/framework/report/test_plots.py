@@ -76,3 +76,20 @@ def test_every_metric_sample_kept_only_when_asked(results):
     assert set(results[0].samples["module_load"]) == set(DISTRIBUTION_METRICS)
     assert len(results[0].samples["module_load"]["cost_ns"]) == results[0].per_op["module_load"]["count"]
     assert set(results[0].per_op["module_load"]) == {"count", *METRICS}
+
+
+def test_over_seeds_a_bar_is_the_mean_with_its_interval(results, seeds, draw):
+    from matplotlib.container import ErrorbarContainer
+
+    fig = draw(bars(results, "phased", seeds))
+    assert "mean over 3 seeds, error bars the 95% interval" in fig._suptitle.get_text()
+    ax = _by_title(fig)["shootdowns"]
+    entries = [seeds["policies"][r.policy]["shootdowns"] for r in results]
+    heights = [patch.get_height() for patch in ax.patches]
+    assert heights == pytest.approx([e["centre"] for e in entries])
+    (errors,) = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
+    segments = errors.lines[2][0].get_segments()
+    for segment, e in zip(segments, entries):
+        low, high = sorted(y for _x, y in segment)
+        assert (low, high) == pytest.approx((e["centre"] if e["low"] is None else e["low"],
+                                             e["centre"] if e["high"] is None else e["high"]))
