@@ -23,6 +23,7 @@ from permalloc.errors import PermallocError
 from permalloc.plugin.policy import PolicySpec
 from permalloc.run.modelfile import load_model_file
 from permalloc.run.scenario import OpType, Scenario
+from permalloc.run.timeout import RunTimeout
 
 _scalars = (st.none() | st.booleans() | st.integers(-(1 << 70), 1 << 70) | st.floats()
             | st.text(max_size=12) | st.sampled_from(["RX", "RW", "R", "RWX", "", "6.1", "pack", "-1", "1e400"]))
@@ -93,6 +94,8 @@ def check_policy(path: Path, data: bytes) -> str:
 def _outcome(path: Path, load: Any) -> str:
     try:
         load()
+    except RunTimeout:  # a hang, for the fuzz run to count: not the file's error
+        raise
     except PermallocError as exc:
         message = str(exc)
         assert message.startswith(f"{path}: ") and "\n" not in message, message

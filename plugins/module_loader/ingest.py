@@ -44,6 +44,7 @@ from elftools.elf.structs import ELFStructs
 
 from permalloc.errors import IngestError
 from permalloc.model.elfmachine import ElfMachine, ElfSections
+from permalloc.run.timeout import RunTimeout
 from permalloc.run.workloads import FORMAT, FORMAT_VERSION
 
 from .elfmachines import Machines, elf_machines
@@ -264,7 +265,7 @@ def read_bounded(path: str, max_size: int = DEFAULT_MAX_MODULE_SIZE) -> bytes:
                 if size > max_size:
                     raise _Malformed(f"inflates to {too_big}")
             return b"".join(chunks)
-    except _Malformed:
+    except (_Malformed, RunTimeout):
         raise
     except OSError as exc:
         if exc.errno is not None:
@@ -383,7 +384,7 @@ def ingest_file(path: str | os.PathLike[str], kernel_release: str | None = None,
         machines = elf_machines()
     try:
         return _ingest(spath, read_bounded(spath, max_size), kernel_release, machines, _stored_size(spath), max_size)
-    except IngestError:
+    except (IngestError, RunTimeout):  # a run stopped by its time limit is no malformed file
         raise
     except (_Malformed, ELFError) as exc:
         raise IngestError(spath, str(exc)) from None
