@@ -21,7 +21,7 @@ from permalloc.model.metrics import DESCRIPTIONS, METRICS, UNITS
 from permalloc.model.spec import MachineSpec
 from permalloc.plugin.policy import PolicySpec
 from permalloc.report.describe import describe_machine, describe_workload
-from permalloc.report.intervals import SAME
+from permalloc.report.intervals import SAME, ratio_text
 from permalloc.report.plots import FIGURES, render
 from permalloc.report.quantities import format_count, format_duration, format_quantity
 from permalloc.report.tables import costly_kinds
@@ -142,16 +142,8 @@ def _interval_cell(metric: str, entry: Mapping[str, Any], css: str, policy: str)
 def _ratio_cell(metric: str, entry: Mapping[str, Any], policy: str) -> str:
     """A policy's mean per-seed ratio to the baseline with its interval, marked when seed noise cannot
     tell the two apart."""
-    ratio = entry["ratio"]
-    if ratio["centre"] is None:
-        text = "n/a"
-    elif ratio["low"] is None:
-        text = f"×{ratio['centre']:.3g}"
-    else:
-        text = f"×{ratio['centre']:.3g} [{ratio['low']:.3g}, {ratio['high']:.3g}]"
-    told = entry["distinguishable"]
-    if not told:
-        text += f" {SAME}"
+    ratio, told = entry["ratio"], entry["distinguishable"]
+    text = ratio_text(entry)
     title = f' title="paired t-test p = {entry["p"]:.3g}"' if entry["p"] is not None else ""
     value = "" if ratio["centre"] is None else ratio["centre"]
     return (f"<td{title}{_attrs(value=value, metric=metric, policy=policy, distinguishable=str(told).lower())}>"

@@ -4,6 +4,7 @@ policies apart (permalloc.run.seedstats)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from rich.console import Console
@@ -27,7 +28,9 @@ def _centre(entry: dict[str, Any]) -> str:
     return f"{_number(entry['centre'])} ±{_number((entry['high'] - entry['low']) / 2)}"
 
 
-def _ratio(entry: dict[str, Any]) -> str:
+def ratio_text(entry: Mapping[str, Any]) -> str:
+    """A baseline comparison's ratio with its interval, marked ``≈`` when seed noise cannot tell
+    the two policies apart."""
     ratio = entry["ratio"]
     if ratio["centre"] is None:
         text = "n/a"
@@ -54,7 +57,7 @@ def intervals_table(summary: dict[str, Any]) -> Table:
         cells = []
         for name in names:
             if baseline and name != baseline["policy"]:
-                cells.append(_ratio(baseline["policies"][name][metric]))
+                cells.append(ratio_text(baseline["policies"][name][metric]))
             else:
                 cells.append(_centre(summary["policies"][name][metric]))
         table.add_row(metric, *cells)
