@@ -432,31 +432,46 @@ def _write_document(document: dict[str, Any], results: list[Any], args: argparse
                 print_tables(document["scenario"], results, console, report_columns(pm), wide=args.wide)
 
 
+def _print_schema(model: type) -> int:
+    _write_output(json.dumps(model.model_json_schema(), indent=2) + "\n", None)
+    return 0
+
+
+def _batch_output(args: argparse.Namespace, default: str) -> tuple[str, Console]:
+    """A sweep's or search's output folder (``-o``, else ``default``) and ``--plot`` file,
+    both checked before any run starts; and the console its messages go to."""
+    out = args.output or default
+    check_writable(out, directory=True)
+    if args.plot:
+        from permalloc.report.plots import check_plot_path
+
+        check_plot_path(args.plot)
+    return out, Console(stderr=True)
+
+
+def _batch_progress(args: argparse.Namespace, err: Console, unit: str) -> Any:
+    """A progress bar of ``unit`` done on stderr, when it is a terminal and not ``--quiet``."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn(unit),
+                    TimeElapsedColumn(), console=err, transient=True, disable=args.quiet or not err.is_terminal)
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
     from permalloc.run.grid import Grid
 
     if args.schema:
-        _write_output(json.dumps(Grid.model_json_schema(), indent=2) + "\n", None)
-        return 0
+        return _print_schema(Grid)
     if not args.grid:
         raise PermallocError("sweep: give a grid file (GRID.toml), or --schema")
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from permalloc.api import sweep
     from permalloc.report.sweepplot import SWEEP_METRICS, TABLE_METRICS, default_x, save_sweep_plot
     from permalloc.run.grid import load_grid
     from permalloc.run.tidy import write_tables
 
     grid = load_grid(args.grid)
-    out = args.output or f"sweep-{grid.name}"
-    check_writable(out, directory=True)
-    if args.plot:
-        from permalloc.report.plots import check_plot_path
-
-        check_plot_path(args.plot)
-    err = Console(stderr=True)
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("runs"),
-                  TimeElapsedColumn(), console=err, transient=True, disable=args.quiet or not err.is_terminal) as bar:
+    out, err = _batch_output(args, f"sweep-{grid.name}")
+    with _batch_progress(args, err, "runs") as bar:
         task = bar.add_task(f"sweep {grid.name}", total=None)
         result = sweep(grid, output=out, jobs=args.jobs, dask=args.dask, timeout=args.timeout, strict=args.strict,
                        base=os.path.dirname(os.path.abspath(args.grid)),
@@ -487,27 +502,17 @@ def cmd_search(args: argparse.Namespace) -> int:
     from permalloc.run.search import SearchSpace
 
     if args.schema:
-        _write_output(json.dumps(SearchSpace.model_json_schema(), indent=2) + "\n", None)
-        return 0
+        return _print_schema(SearchSpace)
     if not args.space:
         raise PermallocError("search: give a search space file (SPACE.toml), or --schema")
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from permalloc.api import search
     from permalloc.report.searchplot import save_front_plot
     from permalloc.report.tables import search_table
     from permalloc.run.search import load_space, write_search
 
     space = load_space(args.space)
-    out = args.output or f"search-{space.name}"
-    check_writable(out, directory=True)
-    if args.plot:
-        from permalloc.report.plots import check_plot_path
-
-        check_plot_path(args.plot)
-    err = Console(stderr=True)
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("trials"),
-                  TimeElapsedColumn(), console=err, transient=True, disable=args.quiet or not err.is_terminal) as bar:
+    out, err = _batch_output(args, f"search-{space.name}")
+    with _batch_progress(args, err, "trials") as bar:
         task = bar.add_task(f"search {space.name}", total=space.trials)
         result = search(space, jobs=args.jobs, dask=args.dask, timeout=args.timeout,
                         base=os.path.dirname(os.path.abspath(args.space)), on_done=lambda number: bar.advance(task),

@@ -107,6 +107,7 @@ class DaskExecutor:
                  ) -> None:
         address, workers = _dask_target(target)
         try:
+            import dask
             from distributed import Client, LocalCluster
         except ImportError as exc:  # pragma: no cover - distributed is an install requirement
             raise SpecError(f"--dask: the distributed package cannot be imported ({exc})") from None
@@ -114,10 +115,13 @@ class DaskExecutor:
         self.cluster = None
         try:
             if address is None:
-                # one thread per worker process: runs are CPU-bound Python (the GIL); no nanny
-                # restarts hiding a crash; the dashboard on any free port
-                self.cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                            dashboard_address=":0", silence_logs=40)
+                # one thread per worker process: runs are CPU-bound Python (the GIL); the
+                # dashboard on any free port. The workers' statistical profiler samples the
+                # running task's stack every 10 ms, taking the GIL from it: ~6 % of a run's
+                # wall time (benchmarks/sweep.py), so it is off (the dashboard's Profile tab is empty)
+                with dask.config.set({"distributed.worker.profile.enabled": False}):
+                    self.cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                                dashboard_address=":0", silence_logs=40)
                 self.client = Client(self.cluster)
                 self.name = f"Dask LocalCluster of {workers} workers"
             else:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pluggy
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from permalloc import __version__
 from permalloc.errors import SpecError
@@ -58,25 +58,14 @@ class Grid(BaseModel):
 
     @field_validator("axes", "policy_axes")
     @classmethod
-    def _non_empty(cls, axes: dict[str, list[Any]]) -> dict[str, list[Any]]:
+    def _axes(cls, axes: dict[str, list[Any]], info: ValidationInfo) -> dict[str, list[Any]]:
         for name, values in axes.items():
             if not values:
                 raise ValueError(f"axis {name!r} has no values")
-        return axes
-
-    @field_validator("axes")
-    @classmethod
-    def _machine_fields(cls, axes: dict[str, list[Any]]) -> dict[str, list[Any]]:
-        for name in axes:
-            if name not in AXIS_FIELDS:
+            if info.field_name == "axes" and name not in AXIS_FIELDS:
                 raise ValueError(f"{name!r} is not a machine field that can be swept; fields: {', '.join(AXIS_FIELDS)}")
-        return axes
-
-    @field_validator("policy_axes")
-    @classmethod
-    def _policy_fields(cls, axes: dict[str, list[Any]]) -> dict[str, list[Any]]:
-        for name in axes:
-            if name not in PolicySpec.model_fields or name in ("name", "description", "arch", "workload"):
+            if info.field_name == "policy_axes" and (name not in PolicySpec.model_fields
+                                                     or name in ("name", "description", "arch", "workload")):
                 raise ValueError(f"{name!r} is not a policy field that can be swept (arch and workload: use "
                                  "axes.arch and workloads)")
         return axes

@@ -35,6 +35,22 @@ def test_dask_timeout_names_the_oldest_call_going():
         executor.close()
 
 
+def _profiler_on() -> bool:
+    import dask
+
+    return dask.config.get("distributed.worker.profile.enabled")
+
+
+def test_local_cluster_workers_run_without_the_profiler():
+    # the profiler's 10 ms stack samples take the GIL from the run; the caller's config is untouched
+    executor = DaskExecutor("local:1")
+    try:
+        assert list(executor.client.run(_profiler_on).values()) == [False]
+        assert _profiler_on()
+    finally:
+        executor.close()
+
+
 @pytest.mark.parametrize(("target", "message"), [("local:x", "local:N"), ("local:0", "local:N"), (" ", "scheduler")])
 def test_bad_dask_targets_are_one_line(target, message):
     with pytest.raises(SpecError, match=message):

@@ -10,8 +10,6 @@ from permalloc.errors import PermallocError
 from permalloc.run.executor import LocalExecutor
 from permalloc.run.search import load_space, search
 
-SCENARIO = {"name": "tiny", "ops": [{"op": "load_bpf", "id": f"p{i}", "insns": 64 * (i + 1), "kind": "ebpf"}
-                                    for i in range(6)] + [{"op": "unload_bpf", "id": "p0"}]}
 SPACE = """
 scenario = "tiny.json"
 policy = "rfc"
@@ -31,10 +29,9 @@ allocated_bytes = "minimize"
 
 
 @pytest.fixture
-def space_file(tmp_path):
-    (tmp_path / "tiny.json").write_text(json.dumps(SCENARIO))
-    (tmp_path / "s.toml").write_text(SPACE)
-    return tmp_path / "s.toml"
+def space_file(tiny_dir):
+    (tiny_dir / "s.toml").write_text(SPACE)
+    return tiny_dir / "s.toml"
 
 
 def test_the_trials_do_not_depend_on_the_executor(space_file):

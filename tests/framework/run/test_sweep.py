@@ -12,8 +12,6 @@ from permalloc.run.grid import expand, load_grid
 from permalloc.run.sweep import Store, run_sweep
 from permalloc.run.tidy import frame
 
-SCENARIO = {"name": "tiny", "ops": [{"op": "load_bpf", "id": f"p{i}", "insns": 64 * (i + 1), "kind": "ebpf"}
-                                    for i in range(6)] + [{"op": "unload_bpf", "id": "p0"}]}
 GRID = """
 description = "tiny"
 scenarios = ["tiny.json"]
@@ -28,10 +26,9 @@ cpus = [2, 16]
 
 
 @pytest.fixture
-def grid_file(tmp_path):
-    (tmp_path / "tiny.json").write_text(json.dumps(SCENARIO))
-    (tmp_path / "g.toml").write_text(GRID)
-    return tmp_path / "g.toml"
+def grid_file(tiny_dir):
+    (tiny_dir / "g.toml").write_text(GRID)
+    return tiny_dir / "g.toml"
 
 
 def _plans(path):
