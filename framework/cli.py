@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import signal
 import sys
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -45,9 +46,11 @@ from permalloc.run.timeout import time_limit
 from permalloc.run.workloads import resolve_workload, workloads
 from permalloc.skeleton import KINDS, write_package
 
-EPILOG = ("Run 'permalloc COMMAND --help' for the options of a command. Exit status: 0 on success (also when the "
-          "reader of stdout goes away, as in '| head -1'); 1 on an error, reported on one line, and for replay when "
-          "a number differs; 2 on a usage error; 130 when interrupted.")
+EPILOG = ("Run 'permalloc COMMAND --help' for the options of a command. Exit status: 0 on success; 1 on an error, "
+          "reported on one line, and for replay when a number differs; 2 on a usage error; 130 when interrupted "
+          "(128 + SIGINT); 141 (128 + SIGPIPE, what 'seq' or 'cat' give) when the reader of stdout goes away, as "
+          "in '| head -1', quietly.")
+EXIT_PIPE = 128 + signal.SIGPIPE  # the shell's status of a tool that SIGPIPE ended (coreutils)
 WIDE_HELP = ("tables at least 120 columns wide: boxed, one row per policy and op kind in the per-op table (default: "
              "metrics as rows and policies as columns, six policies in 80 columns)")
 
@@ -842,7 +845,7 @@ def _run(argv: Sequence[str] | None) -> int:
     except BrokenPipeError:  # `permalloc hooks -v | head`: the reader is gone (before OSError, its base)
         # what is still buffered for stdout would fail again at exit: send it nowhere
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
+        return EXIT_PIPE
     except OSError as exc:  # an output file or directory that cannot be written
         print(f"permalloc: error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
         return 1
