@@ -75,7 +75,7 @@ def _machine_args(parser: argparse.ArgumentParser, arch_help: str) -> None:
 
 class _PipeConsole(Console):
     """rich exits with status 1 when the reader of stdout is gone (`| head`); here that is the
-    closed pipe main() already treats as success."""
+    closed pipe that main() ends quietly with 141."""
 
     def on_broken_pipe(self) -> None:
         raise BrokenPipeError
