@@ -18,6 +18,7 @@ caller gets them keyed as it submitted them.
 from __future__ import annotations
 
 import os
+import queue
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures import as_completed
@@ -97,7 +98,12 @@ def _dask_target(target: str) -> tuple[str | None, int]:
     return target, 0
 
 
-WINDOW = 64  # the oldest unfinished runs DaskExecutor waits on at a time
+LOCAL_WORKER_CONFIG = {"distributed.worker.profile.enabled": False, "distributed.admin.tick.interval": "1s"}
+
+
+def _apply(call: Call) -> Any:
+    """A call, as a Dask worker runs it."""
+    return call.fn(*call.args)
 
 
 class DaskExecutor:
@@ -116,10 +122,11 @@ class DaskExecutor:
         try:
             if address is None:
                 # one thread per worker process: runs are CPU-bound Python (the GIL); the
-                # dashboard on any free port. The workers' statistical profiler samples the
-                # running task's stack every 10 ms, taking the GIL from it: ~6 % of a run's
-                # wall time (benchmarks/sweep.py), so it is off (the dashboard's Profile tab is empty)
-                with dask.config.set({"distributed.worker.profile.enabled": False}):
+                # dashboard on any free port. A worker's event loop takes the GIL from the run
+                # for its statistical profiler (a stack sample every 10 ms: ~6 % of a run's
+                # wall time, so it is off and the dashboard's Profile tab empty) and for the
+                # tick that only measures the loop's own latency (every 20 ms: ~3 %; 1 s here)
+                with dask.config.set(LOCAL_WORKER_CONFIG):
                     self.cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                                 dashboard_address=":0", silence_logs=40)
                 self.client = Client(self.cluster)
@@ -134,25 +141,22 @@ class DaskExecutor:
             on_start(f"{self.name}; dashboard {self.client.dashboard_link}")
 
     def run(self, calls: Sequence[Call]) -> Iterator[tuple[Hashable, Any]]:
-        from distributed import wait
-
-        futures = [self.client.submit(call.fn, *call.args, pure=False) for call in calls]
-        left = list(range(len(futures)))  # not yet yielded, in submission order
+        # one graph update for the whole batch (a submit per run costs the scheduler a message
+        # each); each future says when it is done through a queue, so that a finished run costs
+        # O(1) here, where distributed.wait costs O(futures) per call
+        futures = self.client.map(_apply, calls, pure=False)
+        finished: queue.SimpleQueue[int] = queue.SimpleQueue()
+        for index, future in enumerate(futures):
+            future.add_done_callback(lambda _, index=index: finished.put(index))
+        seen = [False] * len(futures)
         try:
-            while left:
-                # distributed.wait costs O(futures) per call, and one call per finished run made
-                # a 1,000-run sweep quadratic; the scheduler runs tasks in submission order, so
-                # waiting on the oldest few sees each run finish (a later one that finished
-                # first is seen when it enters the window)
-                head = left[:WINDOW]
+            for _ in futures:
                 try:
-                    done, _ = wait([futures[i] for i in head], timeout=self.timeout, return_when="FIRST_COMPLETED")
-                except TimeoutError:  # no run finished for --timeout seconds: name the oldest still going
-                    raise expired(calls[head[0]].label, self.timeout or 0) from None
-                for i in head:
-                    if futures[i] in done:
-                        yield calls[i].key, self._result(futures[i], calls[i])
-                left = [i for i in head if futures[i] not in done] + left[WINDOW:]
+                    index = finished.get(timeout=self.timeout)
+                except queue.Empty:  # no run finished for --timeout seconds: name the oldest still going
+                    raise expired(calls[seen.index(False)].label, self.timeout or 0) from None
+                seen[index] = True
+                yield calls[index].key, self._result(futures[index], calls[index])
         finally:
             self.client.cancel(futures)
 

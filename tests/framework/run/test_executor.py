@@ -35,18 +35,18 @@ def test_dask_timeout_names_the_oldest_call_going():
         executor.close()
 
 
-def _profiler_on() -> bool:
+def _worker_config() -> tuple[bool, str]:
     import dask
 
-    return dask.config.get("distributed.worker.profile.enabled")
+    return dask.config.get("distributed.worker.profile.enabled"), dask.config.get("distributed.admin.tick.interval")
 
 
-def test_local_cluster_workers_run_without_the_profiler():
-    # the profiler's 10 ms stack samples take the GIL from the run; the caller's config is untouched
+def test_local_cluster_workers_run_without_the_profiler_and_the_fast_tick():
+    # both take the GIL from the run every 10-20 ms; the caller's config is untouched
     executor = DaskExecutor("local:1")
     try:
-        assert list(executor.client.run(_profiler_on).values()) == [False]
-        assert _profiler_on()
+        assert list(executor.client.run(_worker_config).values()) == [(False, "1s")]
+        assert _worker_config() == (True, "20ms")
     finally:
         executor.close()
 
