@@ -28,7 +28,7 @@ from permalloc.model import events as ev
 from permalloc.model.pages import PAGE_SHIFT, PAGE_SIZE
 from permalloc.model.perms import Perm
 from permalloc.model.spec import MachineSpec
-from permalloc.plugin.contract import PermAllocation, State
+from permalloc.plugin.contract import LIFETIMES, PermAllocation, State
 from permalloc.plugin.pluginmanager import registry_manager
 from permalloc.plugin.policy import DEFAULT_POLICY, PolicySpec
 from permalloc.run.registry import policies_for
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
 SIZES = st.one_of(st.integers(1, 3 * PAGE_SIZE), st.sampled_from([16384, 65536, 200_000]))
 PERMS = st.sampled_from([Perm.RX, Perm.R, Perm.RW])
+LIFETIME_HINTS = st.sampled_from(LIFETIMES)
 
 
 def contract_spec(arch: str, seed: int = 0, memory: int | str = 1 << 30, cpus: int = 4, **fields: Any) -> MachineSpec:
@@ -390,9 +391,9 @@ def run_state_machine(arch: str, policy: PolicySpec, poke_keeps_wx: bool = True,
             self.m = contract_machine(arch, policy, seed=3, strict=False, plugins=plugins)
             self.wx_allowed = 0  # violations an in-place poke may cause
             self.boot = set(self.m.perm.live)  # what the booted kernel holds (its own BPF program)
-        @rule(target=staged, size=SIZES, perm=PERMS)
-        def alloc(self, size: int, perm: Perm) -> PermAllocation:
-            return self.m.perm.alloc(size, perm)
+        @rule(target=staged, size=SIZES, perm=PERMS, lifetime=LIFETIME_HINTS)
+        def alloc(self, size: int, perm: Perm, lifetime: str) -> PermAllocation:
+            return self.m.perm.alloc(size, perm, lifetime=lifetime)
 
         @rule(a=staged)
         def write(self, a: PermAllocation) -> None:

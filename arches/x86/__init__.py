@@ -13,7 +13,8 @@ It overrides the generic arch where x86 does better and inherits the rest (``cha
   (local flushes only); writable data is simply stored to.
 * The RFC's switches (PolicySpec fields), each in its own module:
   (1) ``directmap="unmapped-block-cache"`` -> blockcache.py, (2) ``text_loading="text_poke"``
-  -> staging.py, (3) ``live_cache`` -> livecache.py, (4) ``huge_mappings`` -> hugepack.py.
+  -> staging.py, (3) ``live_cache`` -> livecache.py, (4) ``huge_mappings`` -> hugepack.py
+  (with ``huge_pack_by_lifetime``: packs per permission and ``lifetime`` hint).
   Optimisation 2 without 1 takes fresh pages out of the direct map one by one (dmalias.py).
 * ``rox_cache`` -> roxcache.py: the execmem ROX cache as upstream has it (mm/execmem.c,
   linux-mm/linux-mm @11384dff). RX allocations in the module range come from cached 2 MiB ROX
@@ -181,7 +182,8 @@ def _staged(machine: Machine, size: int, perm: Perm, vrange: VRange, addr: int, 
 
 
 @hookimpl
-def permalloc_alloc(machine: Machine, size: int, perm: Perm, vrange: VRange) -> PermAllocation | None:
+def permalloc_alloc(machine: Machine, size: int, perm: Perm, vrange: VRange,
+                    lifetime: str = "unknown") -> PermAllocation | None:
     policy = machine.policy
     st = _state(machine)
     blocks = _blocks(machine)
@@ -198,7 +200,8 @@ def permalloc_alloc(machine: Machine, size: int, perm: Perm, vrange: VRange) -> 
             backing = Backing("area", area=hit.area, source=hit.source)
             return _staged(machine, size, perm, vrange, hit.area.addr, hit.area.size, backing)
     if policy.huge_mappings:
-        slot = st.packs.alloc(perm, vrange.name, npages, blocks)
+        group = lifetime if policy.huge_pack_by_lifetime else None  # None: every lifetime shares
+        slot = st.packs.alloc(perm, vrange.name, npages, blocks, group)
         if slot is not None:  # opt 4: a slot of a 2 MiB leaf mapped at the final permission
             region, first = slot
             addr = st.packs.slot_addr(region, first)

@@ -27,6 +27,13 @@ packing of same-permission allocations):
   (bpf_prog_pack_free frees an empty pack, l.1025-1028) unless optimisation 3 keeps live
   mappings; then it waits for the shrinker or teardown.
 * Requests larger than 2 MiB are not packed.
+* With ``huge_pack_by_lifetime`` the packs are kept per (permission, lifetime) instead of per
+  permission: the caller's ``lifetime`` hint (``long``: module core sections; ``short``: init
+  sections, BPF JIT images; ``unknown``) picks the group, so a short-lived allocation never
+  shares a leaf with a long-lived one and the packs of short-lived ones can empty and be
+  released. (The cover letter's idea of packing the long lived core sections together; its
+  grouping by lifetime is an assumption of this model.) Without it every region's group is
+  None and all lifetimes share.
 """
 
 from __future__ import annotations
@@ -43,9 +50,11 @@ _ALL = (1 << PAGES_PER_PMD) - 1
 
 
 class Region:
-    def __init__(self, range_name: str, perm: Perm, area: VmArea, block: int, source: str) -> None:
+    def __init__(self, range_name: str, perm: Perm, area: VmArea, block: int, source: str,
+                 lifetime: str | None = None) -> None:
         self.range_name = range_name
         self.perm = perm
+        self.lifetime = lifetime  # the lifetime group with huge_pack_by_lifetime, else None (all share)
         self.area = area
         self.block = block
         self.source = source  # "cache" (block cache) or "buddy"
@@ -92,23 +101,26 @@ class HugePacks:
         self.created = 0
         self.released = 0
 
-    def alloc(self, perm: Perm, range_name: str, npages: int, blocks: BlockCache | None) -> tuple[Region, int] | None:
-        """A slot of ``npages`` in a region of ``perm``; None to fall back to 4 KiB mappings."""
+    def alloc(self, perm: Perm, range_name: str, npages: int, blocks: BlockCache | None,
+              lifetime: str | None = None) -> tuple[Region, int] | None:
+        """A slot of ``npages`` in a region of ``perm`` (and of the ``lifetime`` group: None
+        unless packing by lifetime); None to fall back to 4 KiB mappings."""
         if npages > PAGES_PER_PMD:
             return None
         for region in self.regions:
-            if region.perm == perm and region.range_name == range_name:
+            if region.perm == perm and region.range_name == range_name and region.lifetime == lifetime:
                 first = region.find(npages)
                 if first is not None:
                     region.mark(first, npages, True)
                     return region, first
-        region = self._new_region(perm, range_name, blocks)
+        region = self._new_region(perm, range_name, blocks, lifetime)
         if region is None:
             return None
         region.mark(0, npages, True)
         return region, 0
 
-    def _new_region(self, perm: Perm, range_name: str, blocks: BlockCache | None) -> Region | None:
+    def _new_region(self, perm: Perm, range_name: str, blocks: BlockCache | None,
+                    lifetime: str | None = None) -> Region | None:
         m = self.m
         source = "perm_alloc/pack"
         if blocks is not None and not perm & Perm.W:
@@ -125,7 +137,7 @@ class HugePacks:
                 m.emit(ev.NOTE, 1, source=f"{source}/int3_fill_via_directmap")
             dmalias.unmap(m, pfns, source)
         area = m.vmalloc.vmap(pfns, range_name, perm, huge=True, source=source)
-        region = Region(range_name, perm, area, block, origin)
+        region = Region(range_name, perm, area, block, origin, lifetime)
         self.regions.append(region)
         self.created += 1
         return region

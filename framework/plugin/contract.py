@@ -33,6 +33,11 @@ class State(enum.Enum):
 
 _ids = itertools.count(1)
 
+# How long the caller expects an allocation to live (``alloc(..., lifetime=...)``): a hint the
+# arch may use to group allocations (the RFC cover letter, idea 4: the "long lived 'core
+# sections'" of modules packed together into 2 MiB pages) or ignore.
+LIFETIMES = ("long", "short", "unknown")
+
 
 @dataclass(eq=False)
 class PermAllocation:
@@ -40,7 +45,8 @@ class PermAllocation:
 
     ``addr``/``size``/``perm`` are what the caller sees; ``allocated`` is what it really
     costs (page rounding, guard-free slack, 2 MiB packing); ``backend`` is the arch's own
-    record (vm areas, cache slots) and is opaque to callers.
+    record (vm areas, cache slots) and is opaque to callers. ``lifetime`` is the caller's
+    hint (one of :data:`LIFETIMES`), set by the contract whatever the arch did with it.
     """
 
     addr: int
@@ -52,6 +58,7 @@ class PermAllocation:
     backend: dict[str, Any] = field(default_factory=dict)
     state: State = State.STAGING
     id: int = field(default_factory=lambda: next(_ids))
+    lifetime: str = "unknown"
 
     @property
     def end(self) -> int:
@@ -67,8 +74,14 @@ class PermAlloc:
         self.live: dict[int, PermAllocation] = {}
         self._starts: list[tuple[int, int]] = []  # (addr, id) of the live allocations, sorted
 
-    def alloc(self, size: int, perm: Perm | str, range_name: str = "module") -> PermAllocation:
+    def alloc(self, size: int, perm: Perm | str, range_name: str = "module",
+              lifetime: str = "unknown") -> PermAllocation:
+        """Reserve ``size`` bytes that will end up ``perm`` in ``range_name``. ``lifetime``
+        (``"long"``, ``"short"`` or ``"unknown"``) says how long the caller expects to keep
+        it; the arch may group allocations by it or ignore it."""
         perm = Perm.parse(perm)
+        if lifetime not in LIFETIMES:
+            raise ContractError(f"alloc: lifetime must be one of {', '.join(map(repr, LIFETIMES))}, got {lifetime!r}")
         if size <= 0:
             raise ContractError(f"alloc: size must be positive, got {size}")
         if perm.is_wx:
@@ -76,11 +89,13 @@ class PermAlloc:
         if perm == Perm.NONE:
             raise ContractError("alloc: permission NONE cannot be allocated")
         vrange = self.m.range(range_name)
-        alloc = self.m.call_arch("permalloc_alloc", machine=self.m, size=size, perm=perm, vrange=vrange)
+        alloc = self.m.call_arch("permalloc_alloc", machine=self.m, size=size, perm=perm, vrange=vrange,
+                                 lifetime=lifetime)
         if alloc.size != size or alloc.perm != perm:
             raise ContractError(
                 f"arch {self.m.arch.name}: permalloc_alloc answered size {alloc.size}/{alloc.perm} for {size}/{perm}"
             )
+        alloc.lifetime = lifetime
         self._check_placement(alloc, vrange)
         self.live[alloc.id] = alloc
         bisect.insort(self._starts, (alloc.addr, alloc.id))

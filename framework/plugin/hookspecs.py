@@ -168,13 +168,23 @@ def permalloc_kernel_image(machine: Machine) -> KernelImage | None:
 
 
 @hookspec(firstresult=True)
-def permalloc_alloc(machine: Machine, size: int, perm: Perm, vrange: VRange) -> PermAllocation | None:
+def permalloc_alloc(
+    machine: Machine, size: int, perm: Perm, vrange: VRange, lifetime: str
+) -> PermAllocation | None:
     """Reserve memory that will end up with permission ``perm`` (RFC: ``perm_alloc``).
 
     :param machine: the machine to allocate on.
     :param size: bytes requested (not rounded).
     :param perm: the final permission; never W and X together, never NONE.
     :param vrange: the kernel range to allocate in (module or vmalloc area).
+    :param lifetime: how long the caller expects to keep the allocation: ``"long"`` (e.g. a
+        module's core sections, kept until it is unloaded), ``"short"`` (a module's init
+        sections, freed after init; a BPF JIT image) or ``"unknown"`` (the default of
+        ``machine.perm.alloc``). A hint for placement, after the RFC cover letter's idea 4
+        (long-lived allocations placed together in 2 MiB pages): an arch may group
+        allocations by it (x86 with ``huge_pack_by_lifetime``) or ignore it, and an
+        implementation may leave the argument out. The contract has checked the value and
+        stores it on the answer (``PermAllocation.lifetime``).
 
     Called by ``machine.perm.alloc`` (the ``alloc`` op, the module loader, the BPF JIT) after
     the contract checked the request.

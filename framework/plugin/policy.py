@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 # The kernels whose code paths the model follows where versions differ (the built-in policies:
 # legacy and the RFC 5.10, linux-6.1, linux-6.12, rox-cache 7.3); another version would silently
@@ -40,6 +40,15 @@ class PolicySpec(BaseModel):
     )
     live_cache: bool = Field(False, description="keep freed RX mappings live for reuse (RFC opt. 3)")
     huge_mappings: bool = Field(False, description="pack same-permission allocations into 2 MiB leaves (RFC opt. 4)")
+    # Left out of dumps while false (exclude_if), so that the results, provenance and sweep
+    # keys of every policy that does not set it are what they were before the field existed.
+    huge_pack_by_lifetime: bool = Field(
+        False,
+        exclude_if=lambda on: not on,
+        description="x86, with huge_mappings: one set of 2 MiB packs per (permission, lifetime) instead of per "
+        "permission, so that short-lived allocations (module init sections, BPF JIT images) never share a leaf "
+        "with long-lived ones (module core sections); the RFC cover letter's idea 4",
+    )
     rox_cache: bool = Field(False, description="execmem ROX cache: executable memory carved from 2 MiB ROX pages (module text)")
     bpf_allocator: str = Field("per-program", description="per-program | pack | perm-alloc (BPF JIT plugin)")
     options: dict[str, str | int | float | bool] = Field(default_factory=dict)
@@ -49,6 +58,13 @@ class PolicySpec(BaseModel):
     def _known_kernel(cls, value: str) -> str:
         if value not in KERNELS:
             raise ValueError(f"kernel {value!r} is not one the model follows (known: {', '.join(KERNELS)})")
+        return value
+
+    @field_validator("huge_pack_by_lifetime")
+    @classmethod
+    def _packs_need_huge_mappings(cls, value: bool, info: ValidationInfo) -> bool:
+        if value and not info.data.get("huge_mappings", False):
+            raise ValueError("true needs huge_mappings=true (it splits the 2 MiB packs of huge_mappings by lifetime)")
         return value
 
 

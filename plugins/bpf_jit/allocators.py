@@ -151,7 +151,9 @@ class PermAllocAllocator(Allocator):
     def load(self, prog: Program) -> None:
         m = self.m
         size = binary_alloc_size(prog.image.image)
-        alloc = m.perm.alloc(size, Perm.RX, m.arch.bpf_range)
+        # "short": a JIT image lives as long as its program, not for the life of the kernel like
+        # the module core sections the RFC cover letter (idea 4, ll.94-97) would pack together
+        alloc = m.perm.alloc(size, Perm.RX, m.arch.bpf_range, lifetime="short")
         m.perm.write(alloc, 0, size)  # fill + JIT through perm_writable_addr
         m.perm.finish(alloc)  # perm_writable_finish
         start = _start(m, binary_alloc_hole(prog.image.image, size), prog.image.binary_align)

@@ -57,6 +57,17 @@ class Region:
     def mixed(self) -> bool:
         return self.perm is None
 
+    @property
+    def lifetime(self) -> str:
+        """The ``lifetime`` hint of its perm_alloc: the core sections (text, rodata,
+        ro_after_init, data) live until the module is unloaded, the init sections are freed
+        after init. RFC cover letter (Nov 2020), idea 4, ll.94-97: "Often a bunch of modules
+        are loaded at boot. If we placed the long lived 'core sections' of these modules
+        sequentially into the 2MB blocks, there is probably a good chance we could get some
+        decent utilization out of one."
+        """
+        return "short" if self.init else "long"
+
 
 def _place(mod: ModuleInfo, cls: MemClass, size: int) -> tuple[int, int]:
     """module_get_offset: each section at ALIGN(size, sh_addralign ?: 1)."""

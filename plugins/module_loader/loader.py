@@ -255,14 +255,15 @@ class ModuleLoader:
         lm = LoadedModule(info, self.layout.plan(info), mode=mode)
         # layout_and_allocate -> move_module: one allocation per region
         for region in lm.regions:
+            lifetime = region.lifetime  # core sections long, init sections short (layouts.py)
             if mode == "contract":
                 end = max(e for _, e in region.classes.values())
-                lm.allocs[region.name] = m.perm.alloc(end, region.perm or Perm.RW, "module")
+                lm.allocs[region.name] = m.perm.alloc(end, region.perm or Perm.RW, "module", lifetime=lifetime)
             elif mode == "rox" and region.perm == Perm.RX:
                 # main.c:module_memory_alloc -> execmem_alloc_rw(EXECMEM_MODULE_TEXT): ROX cache, RW+NX
-                lm.allocs[region.name] = m.perm.alloc(region.size, Perm.RX, "module")
+                lm.allocs[region.name] = m.perm.alloc(region.size, Perm.RX, "module", lifetime=lifetime)
             else:  # module_alloc / execmem_alloc: RW+NX, page-aligned size
-                lm.allocs[region.name] = m.perm.alloc(region.size, Perm.RW, "module")
+                lm.allocs[region.name] = m.perm.alloc(region.size, Perm.RW, "module", lifetime=lifetime)
                 if mode == "rox":
                     # execmem_alloc_rw(EXECMEM_MODULE_DATA) -> execmem_force_rw: no PTE changes
                     for name in ("set_memory_nx", "set_memory_rw"):

@@ -202,8 +202,9 @@ def test_hooks_verbose_shows_signature_options_and_the_whole_doc(capsys):
     assert ":param spec: the machine spec" in describe and ":param policy: the policy of the run" in describe
     assert "an ArchInfo, or None for a spec it does not serve" in describe  # advice: every implementation is called, no firstresult
     alloc = blocks["permalloc_alloc"]
-    assert alloc.startswith("permalloc_alloc(machine: Machine, size: int, perm: Perm, vrange: VRange) -> "
-                            "PermAllocation | None")
+    assert alloc.startswith("permalloc_alloc(machine: Machine, size: int, perm: Perm, vrange: VRange, "
+                            "lifetime: str) -> PermAllocation | None")
+    assert ':param lifetime: how long the caller expects to keep the allocation: ``"long"``' in alloc
     assert "The generic arch implements it trylast" in " ".join(alloc.split())
     assert "firstresult: no" in blocks["permalloc_module_finalize"].splitlines()[1]
     teardown = " ".join(blocks["permalloc_machine_teardown"].split())

@@ -19,6 +19,17 @@ class TestX86Contract(ContractSuite):
     policies = [*ALL_POLICIES, ROX_CACHE_RESET_PERMS]
 
 
+# huge_pack_by_lifetime on the four combinations with huge_mappings that differ most: packs
+# per (permission, lifetime), with and without the block cache, text_poke and the live cache
+BY_LIFETIME = [p.model_copy(update={"name": p.name + "-by-lifetime", "huge_pack_by_lifetime": True})
+               for p in ALL_POLICIES if p.huge_mappings and p.name[4:6] in ("00", "11")]
+
+
+class TestX86ByLifetimeContract(ContractSuite):
+    arch = "x86"
+    policies = BY_LIFETIME
+
+
 def test_suite_runs_all_sixteen_policies_and_the_rox_cache():
     assert len({p.name for p in ALL_POLICIES}) == 16
     assert ROX_CACHE_RESET_PERMS.rox_cache and ROX_CACHE_RESET_PERMS.kernel == "7.3"

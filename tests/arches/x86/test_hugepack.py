@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
-from permalloc import Perm
+from permalloc import Perm, PermallocError, PolicySpec
 from permalloc.arches.x86 import _state
 from permalloc.arches.x86.hugepack import Region
 from permalloc.model.pages import PAGES_PER_PMD, PMD_SIZE
@@ -13,6 +15,7 @@ from permalloc.model.pages import PAGES_PER_PMD, PMD_SIZE
 from .conftest import load, policy_for, x86
 
 HUGE = policy_for(huge=True)
+BY_LIFETIME = HUGE.model_copy(update={"name": "x86-huge-by-lifetime", "huge_pack_by_lifetime": True})
 
 
 def test_same_permission_shares_one_2m_leaf():
@@ -121,3 +124,80 @@ def test_region_find_is_first_fit(used: int, npages: int) -> None:
     free = [not used >> i & 1 for i in range(PAGES_PER_PMD)]
     expected = next((i for i in range(PAGES_PER_PMD - npages + 1) if all(free[i:i + npages])), None)
     assert region.find(npages) == expected
+
+
+def _pack(m, size: int, perm: str, lifetime: str):
+    a = m.perm.alloc(size, perm, lifetime=lifetime)
+    m.perm.write(a, 0, size)
+    m.perm.finish(a)
+    return a
+
+
+def _leaf(a) -> int:
+    return a.addr // PMD_SIZE
+
+
+@pytest.mark.parametrize("perm", ["RX", "R", "RW"])
+def test_without_by_lifetime_short_and_long_share_a_pack(perm):
+    m = x86(HUGE)
+    long1, short, long2 = (_pack(m, 8192, perm, lt) for lt in ("long", "short", "long"))
+    assert _leaf(long1) == _leaf(short) == _leaf(long2)
+    assert short.addr == long1.addr + 8192 and long2.addr == short.addr + 8192  # page after page
+    assert len(_state(m).packs.regions) == 1 and m.gauges()["huge_mappings"] == 1
+
+
+@pytest.mark.parametrize("perm", ["RX", "R", "RW"])
+def test_by_lifetime_short_and_long_never_share_a_pack(perm):
+    m = x86(BY_LIFETIME)
+    allocs = [_pack(m, 8192, perm, lt) for lt in ("long", "short", "long", "short", "unknown")]
+    long1, short1, long2, short2, unknown = allocs
+    assert _leaf(long1) == _leaf(long2) and long2.addr == long1.addr + 8192  # long ones still packed
+    assert _leaf(short1) == _leaf(short2) and short2.addr == short1.addr + 8192
+    assert len({_leaf(long1), _leaf(short1), _leaf(unknown)}) == 3
+    regions = _state(m).packs.regions
+    assert sorted(r.lifetime for r in regions) == ["long", "short", "unknown"]
+    assert m.gauges()["huge_mappings"] == 3
+    # the short pack empties and goes while the long one stays
+    for a in (short1, short2):
+        m.perm.free(a)
+    assert sorted(r.lifetime for r in _state(m).packs.regions) == ["long", "unknown"]
+    assert m.gauges()["huge_mappings"] == 2
+    for a in (long1, long2, unknown):
+        m.perm.free(a)
+    assert m.metrics.counters["wx_violations"] == 0
+    assert m.teardown() == []
+
+
+@given(lifetimes=st.lists(st.sampled_from(["long", "short", "unknown"]), min_size=1, max_size=12),
+       sizes=st.lists(st.integers(1, 64 << 10), min_size=12, max_size=12))
+def test_by_lifetime_no_2m_leaf_holds_two_lifetimes(lifetimes, sizes):
+    m = x86(BY_LIFETIME)
+    allocs = [_pack(m, size, "RX", lt) for lt, size in zip(lifetimes, sizes, strict=False)]
+    leaves: dict[int, set[str]] = {}
+    for a in allocs:
+        leaves.setdefault(_leaf(a), set()).add(a.lifetime)
+    assert all(len(kinds) == 1 for kinds in leaves.values())
+    assert len(leaves) == len(set(lifetimes))  # and each lifetime packs into one leaf
+
+
+def test_by_lifetime_needs_huge_mappings():
+    with pytest.raises(ValidationError) as err:
+        PolicySpec(name="p", huge_pack_by_lifetime=True)
+    errors = err.value.errors()
+    assert len(errors) == 1 and errors[0]["loc"] == ("huge_pack_by_lifetime",)
+    assert errors[0]["msg"] == ("Value error, true needs huge_mappings=true (it splits the 2 MiB packs of "
+                                "huge_mappings by lifetime)")
+    assert PolicySpec(name="p", huge_mappings=True, huge_pack_by_lifetime=True).huge_pack_by_lifetime
+
+
+def test_by_lifetime_is_left_out_of_dumps_while_false():
+    assert "huge_pack_by_lifetime" not in HUGE.model_dump(mode="json")
+    assert BY_LIFETIME.model_dump(mode="json")["huge_pack_by_lifetime"] is True
+    assert PolicySpec.model_validate(BY_LIFETIME.model_dump()) == BY_LIFETIME  # round trip
+
+
+def test_by_lifetime_is_refused_on_an_arch_without_huge_vmap():
+    from permalloc import Machine, MachineSpec
+
+    with pytest.raises(PermallocError, match=r"needs huge_mappings, which arch 'generic' does not provide"):
+        Machine(MachineSpec(arch="generic", memory="1G"), BY_LIFETIME)

@@ -33,3 +33,12 @@ def test_set_changes_a_field_and_says_so():
     assert changed.description.endswith("[with live_cache=true,kernel=6.12]")
     with pytest.raises(SpecError, match=r"--set: kernel: kernel '7.0' is not one the model follows"):
         override_policy(BUILTIN_POLICIES[0], ["kernel=7.0"])
+
+
+def test_packing_by_lifetime_without_huge_mappings_is_one_line_naming_the_field():
+    rfc = next(p for p in BUILTIN_POLICIES if p.name == "rfc")  # huge_mappings off
+    with pytest.raises(SpecError) as err:
+        override_policy(rfc, ["huge_pack_by_lifetime=true"])
+    assert str(err.value) == ("--set: huge_pack_by_lifetime: true needs huge_mappings=true (it splits the 2 MiB "
+                              "packs of huge_mappings by lifetime)")
+    assert override_policy(rfc, ["huge_mappings=true", "huge_pack_by_lifetime=true"]).huge_pack_by_lifetime

@@ -72,3 +72,23 @@ def test_a_bad_space_is_one_line(space_file, text, message, tmp_path):
     with pytest.raises(PermallocError, match=message) as exc:
         search(load_space(space_file), tmp_path, LocalExecutor(1))
     assert "\n" not in str(exc.value)
+
+
+def test_the_rfc_example_space_has_only_valid_combinations():
+    """examples/search/rfc.toml: every combination of its params is a policy the model accepts
+    (huge_pack_by_lifetime needs huge_mappings, fixed on in its ``set``)."""
+    import itertools
+    from pathlib import Path
+
+    from permalloc.plugin.pluginmanager import registry_manager
+    from permalloc.run.registry import override_policy, resolve_policy
+    from permalloc.run.search import variant
+
+    space = load_space(Path(__file__).resolve().parents[3] / "examples" / "search" / "rfc.toml")
+    assert "huge_pack_by_lifetime" in space.params and "huge_mappings=true" in space.set
+    base = override_policy(resolve_policy(registry_manager(), space.policy), space.set)
+    names, values = zip(*space.params.items(), strict=True)
+    combos = list(itertools.product(*values))
+    policies = [variant(base, f"t{i}", dict(zip(names, combo, strict=True))) for i, combo in enumerate(combos)]
+    assert len(policies) == 48 and all(p.huge_mappings for p in policies)
+    assert {p.huge_pack_by_lifetime for p in policies} == {False, True}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from permalloc import Perm, PermallocError
+from permalloc import Machine, MachineSpec, Perm, PermallocError, PolicySpec, hookimpl
 from permalloc.model.pages import PMD_SIZE
 from permalloc.plugins.bpf_jit.allocators import ALLOCATORS
 from permalloc.plugins.bpf_jit.ops import load_program, state, unload_program
@@ -64,6 +64,32 @@ def test_perm_alloc_goes_through_the_contract(make, delta):
     assert d["shootdowns"] == 3 and d["directmap_splits_2m"] == 1
     unload_program(m, "p0")
     assert [a.id for a in m.perm.live.values()] == [state(m).programs["ptp_classifier"].handle.id]  # the kernel's own
+    assert m.teardown() == []
+
+
+class LifetimeRecorder:
+    """Sees every permalloc_alloc first (tryfirst) and passes it on."""
+
+    name = "lifetime-recorder"
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[int, str]] = []
+
+    @hookimpl(tryfirst=True)
+    def permalloc_alloc(self, machine, size, perm, vrange, lifetime):
+        self.seen.append((int(perm), lifetime))
+
+
+def test_perm_alloc_asks_for_short_lived_memory():
+    recorder = LifetimeRecorder()
+    m = Machine(MachineSpec(arch="generic", cpus=4, memory=1 << 30),
+                PolicySpec(name="test", bpf_allocator="perm-alloc"), plugins=[recorder], strict=True)
+    programs = [load_program(m, f"p{i}", 64 << i) for i in range(3)]
+    # the kernel's own program at boot (ptp_classifier) and the three loads
+    assert recorder.seen == [(int(Perm.RX), "short")] * 4
+    assert [p.handle.lifetime for p in programs] == ["short"] * 3
+    for i in range(3):
+        unload_program(m, f"p{i}")
     assert m.teardown() == []
 
 

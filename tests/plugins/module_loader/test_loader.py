@@ -249,3 +249,34 @@ def test_branches_out_of_reach_go_through_plts_not_out_of_range():
     loader = next(r["module_loader"] for r in report if r and "module_loader" in r)
     assert loader["plt_relocs"] > 0
     assert loader["reloc_out_of_range"] == 0 and m.metrics.counters["reloc_out_of_range"] == 0
+
+
+class LifetimeRecorder:
+    """Sees every permalloc_alloc first (tryfirst) and passes it on."""
+
+    name = "lifetime-recorder"
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    @hookimpl(tryfirst=True)
+    def permalloc_alloc(self, machine, size, perm, vrange, lifetime):
+        if vrange.name == "module":
+            self.seen.append(lifetime)
+
+
+@pytest.mark.parametrize(("layout", "kernel", "arch_of", "extra"), [
+    ("contiguous", "6.1", None, {}),  # 6.1: one core and one init allocation
+    ("rfc", "5.10", None, {}),  # the RFC: one per class
+    ("module-memory", "6.12", None, {}),  # 6.12 module_memory
+    ("module-memory", "7.3", "x86", {"rox_cache": True}),  # the ROX cache path
+])
+def test_core_sections_are_allocated_long_lived_and_init_sections_short_lived(arch, layout, kernel, arch_of, extra):
+    recorder = LifetimeRecorder()
+    m = _machine(arch_of or arch, layout=layout, kernel=kernel, plugins=[recorder], **extra)
+    _load(m, "crc16")  # no dependencies: every module allocation is crc16's
+    lm = loader_of(m).loaded["crc16"]
+    expected = ["short" if region.name.startswith("init") else "long" for region in lm.regions]
+    assert recorder.seen == expected
+    assert "long" in expected and "short" in expected
+    assert all(lm.allocs[r.name].lifetime == "long" for r in lm.regions if r.name in lm.allocs)  # init ones freed
