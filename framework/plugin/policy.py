@@ -40,12 +40,9 @@ class PolicySpec(BaseModel):
     )
     live_cache: bool = Field(False, description="keep freed RX mappings live for reuse (RFC opt. 3)")
     huge_mappings: bool = Field(False, description="pack same-permission allocations into 2 MiB leaves (RFC opt. 4)")
-    # Left out of dumps while false (exclude_if), so that the results, provenance and sweep
-    # keys of every policy that does not set it are what they were before the field existed.
     huge_pack_by_lifetime: bool = Field(
         False,
-        exclude_if=lambda on: not on,
-        description="x86, with huge_mappings: one set of 2 MiB packs per (permission, lifetime) instead of per "
+        description="with huge_mappings, on an arch that packs 2 MiB leaves (x86): one set of 2 MiB packs per (permission, lifetime) instead of per "
         "permission, so that short-lived allocations (module init sections, BPF JIT images) never share a leaf "
         "with long-lived ones (module core sections); the RFC cover letter's idea 4",
     )

@@ -190,8 +190,8 @@ def test_by_lifetime_needs_huge_mappings():
     assert PolicySpec(name="p", huge_mappings=True, huge_pack_by_lifetime=True).huge_pack_by_lifetime
 
 
-def test_by_lifetime_is_left_out_of_dumps_while_false():
-    assert "huge_pack_by_lifetime" not in HUGE.model_dump(mode="json")
+def test_by_lifetime_is_recorded_and_round_trips():
+    assert HUGE.model_dump(mode="json")["huge_pack_by_lifetime"] is False
     assert BY_LIFETIME.model_dump(mode="json")["huge_pack_by_lifetime"] is True
     assert PolicySpec.model_validate(BY_LIFETIME.model_dump()) == BY_LIFETIME  # round trip
 
