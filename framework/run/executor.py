@@ -17,6 +17,7 @@ caller gets them keyed as it submitted them.
 
 from __future__ import annotations
 
+import logging
 import os
 import queue
 from collections import Counter
@@ -129,10 +130,12 @@ class DaskExecutor:
                 # dashboard on any free port. A worker's event loop takes the GIL from the run
                 # for its statistical profiler (a stack sample every 10 ms: ~6 % of a run's
                 # wall time, so it is off and the dashboard's Profile tab empty) and for the
-                # tick that only measures the loop's own latency (every 20 ms: ~3 %; 1 s here)
+                # tick that only measures the loop's own latency (every 20 ms: ~3 %; 1 s here).
+                # Its logs are silenced: a run's error comes back through its future (one line),
+                # and a worker's heartbeat that meets the closing scheduler is no error of ours
                 with dask.config.set(LOCAL_WORKER_CONFIG):
                     self.cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                                dashboard_address=":0", silence_logs=40)
+                                                dashboard_address=":0", silence_logs=logging.CRITICAL)
                 self.client = Client(self.cluster)
                 self.name = f"Dask LocalCluster of {workers} workers"
             else:
