@@ -17,8 +17,6 @@ import statistics
 from collections.abc import Sequence
 from typing import Any
 
-from scipy import stats
-
 from permalloc.errors import SpecError
 from permalloc.model.metrics import METRICS
 from permalloc.run.simulation import PolicyResult
@@ -32,6 +30,8 @@ def interval(values: Sequence[float]) -> dict[str, float | None]:
     centre = statistics.fmean(values)
     if len(values) < 2:
         return {"centre": _tidy(centre), "low": None, "high": None}
+    from scipy import stats  # ~1 s to import: only when there is more than one seed
+
     half = stats.t.ppf(1 - ALPHA / 2, len(values) - 1) * statistics.stdev(values) / math.sqrt(len(values))
     mid = _tidy(centre)  # each bound rounded on its own could land on the far side of the rounded centre
     return {"centre": mid, "low": min(_tidy(centre - half), mid), "high": max(_tidy(centre + half), mid)}
@@ -48,6 +48,8 @@ def paired(values: Sequence[float], base: Sequence[float]) -> dict[str, Any]:
     elif statistics.pstdev(diffs) == 0:
         p, distinct = 0.0, True  # the same difference on every seed
     else:
+        from scipy import stats
+
         p = float(stats.ttest_rel(values, base).pvalue)
         distinct = p < ALPHA
     if all(b != 0 for b in base):
