@@ -21,7 +21,7 @@ from permalloc.model.events import Event
 from permalloc.model.perms import Perm
 from permalloc.model.spec import CostModel, MachineSpec, parse_size
 from permalloc.plugin.contract import PermAlloc, PermAllocation, State
-from permalloc.plugin.hookspecs import hookimpl, hookspec
+from permalloc.plugin.hookspecs import hookimpl, hookspec, watching
 from permalloc.plugin.policy import PolicySpec
 
 __version__ = "0.1.0"
@@ -50,6 +50,7 @@ __all__ = [
     "VRange",
     "__version__",
     "hookimpl",
+    "watching",
     "hookspec",
     "parse_size",
 ]

@@ -154,8 +154,10 @@ class Machine:
         # implementations are called directly, in pluggy's order (last registered first),
         # to spare pluggy's per-call dispatch. They are already guarded (pluginmanager._guard).
         self._observers = [
-            _bind_observer(impl.function, impl.argnames) for impl in reversed(self.hook.permalloc_event.get_hookimpls())
+            (_bind_observer(impl.function, impl.argnames), getattr(impl.function, "permalloc_watches", None))
+            for impl in reversed(self.hook.permalloc_event.get_hookimpls())
         ]
+        self._observers_of: dict[str, list[Callable[[Machine, ev.Event], Any]]] = {}  # per kind (hookspecs.watching)
         self.trace: Callable[[ev.Event], None] | None = None
         self.atomic_depth = 0
         self.booting = True
@@ -214,7 +216,12 @@ class Machine:
             return event
         if self.trace is not None:
             self.trace(event)
-        for observe in self._observers:
+        observers = self._observers_of.get(kind)
+        if observers is None:
+            observers = self._observers_of[kind] = [
+                observe for observe, kinds in self._observers if kinds is None or kind in kinds
+            ]
+        for observe in observers:
             observe(self, event)
         return event
 

@@ -26,7 +26,8 @@ the generic fallback and every consumer/observer plugin that applies to the arch
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pluggy
 
@@ -51,6 +52,22 @@ if TYPE_CHECKING:
 PROJECT = "permalloc"
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def watching(*kinds: str) -> Callable[[_F], _F]:
+    """Mark a ``permalloc_event`` implementation as seeing only events of ``kinds``.
+
+    The machine then calls it for those kinds only: most of a run's events (page-table
+    walks, allocations, metric-only kinds) reach no observer at all. An implementation
+    without the mark sees every event.
+    """
+
+    def mark(function: _F) -> _F:
+        function.permalloc_watches = frozenset(kinds)  # type: ignore[attr-defined]
+        return function
+
+    return mark
 
 
 # ---------------------------------------------------------------------------------------
@@ -494,7 +511,8 @@ def permalloc_event(machine: Machine, event: Event) -> None:
 
     Called by ``machine.emit`` for every event after boot (boot events are not shown), on every
     implementation in pluggy's order; the machine calls the implementations itself, not
-    through the hook caller, so a wrapper implementation is not supported. An observer may
+    through the hook caller, so a wrapper implementation is not supported. An implementation
+    marked with :func:`watching` is called only for the kinds it names. An observer may
     emit events of its own (the invariants emit ``wx_violation``).
 
     Return nothing (the result is ignored).

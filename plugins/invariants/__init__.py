@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from permalloc import Event, InvariantViolation, Machine, hookimpl
+from permalloc import Event, InvariantViolation, Machine, hookimpl, watching
 from permalloc.model import events as ev
 
 __version__ = "1.0"
@@ -46,10 +46,9 @@ def permalloc_machine_start(machine: Machine) -> None:
 
 
 @hookimpl
+@watching(*_WATCHED)
 def permalloc_event(machine: Machine, event: Event) -> None:
     kind = event.kind
-    if kind not in _WATCHED:
-        return
     if kind in _POKES:
         _state(machine).poke_aliases += event.extra.get("times", 1) if event.extra else 1
         return

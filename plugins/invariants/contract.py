@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from permalloc import Event, InvariantViolation, Machine, Perm, hookimpl
+from permalloc import Event, InvariantViolation, Machine, Perm, hookimpl, watching
 from permalloc.model import events as ev
 from permalloc.plugin.contract import PermAllocation
 from permalloc.plugin.pluginmanager import answered_by
@@ -55,10 +55,9 @@ def _mapped(machine: Machine, alloc: PermAllocation) -> list[tuple[int | None, i
 
 
 @hookimpl
+@watching(*_WATCHED)
 def permalloc_event(machine: Machine, event: Event) -> None:
     kind = event.kind
-    if kind not in _WATCHED:
-        return
     state = _state(machine)
     if kind == ev.PAGE_FREE:
         if event.pfns:

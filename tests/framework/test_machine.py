@@ -7,7 +7,7 @@ import os
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from permalloc import Machine, MachineSpec, Perm
+from permalloc import Machine, MachineSpec, Perm, hookimpl, watching
 from permalloc.model.pages import PAGE_SIZE
 
 
@@ -73,3 +73,33 @@ def test_same_seed_same_metrics(seed, cpus, state):
         _churn(m, 40)
         runs.append(m.metrics.totals(m.gauges()))
     assert runs[0] == runs[1]
+
+
+class _Seen:
+    def __init__(self) -> None:
+        self.all: list[str] = []
+        self.maps: list[str] = []
+
+    @hookimpl
+    def permalloc_event(self, event):  # no mark: every event
+        self.all.append(event.kind)
+
+
+def test_an_observer_marked_watching_sees_only_its_kinds():
+    from permalloc.model import events as ev
+
+    seen = _Seen()
+
+    class Maps:
+        @hookimpl
+        @watching(ev.MAP, ev.UNMAP)
+        def permalloc_event(self, event):
+            seen.maps.append(event.kind)
+
+    m = Machine(MachineSpec(memory="1G"), plugins=[seen, Maps()])
+    a = m.perm.alloc(3 * PAGE_SIZE, Perm.RX)
+    m.perm.finish(a)
+    m.perm.free(a)
+    assert seen.maps and set(seen.maps) <= {ev.MAP, ev.UNMAP}
+    assert seen.maps == [kind for kind in seen.all if kind in (ev.MAP, ev.UNMAP)]
+    assert set(seen.all) > {ev.MAP, ev.UNMAP}  # the unmarked observer saw the other kinds too
