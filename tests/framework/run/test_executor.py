@@ -35,18 +35,18 @@ def test_dask_timeout_names_the_oldest_call_going():
         executor.close()
 
 
-def _worker_config() -> tuple[bool, str]:
+def test_local_cluster_workers_run_without_the_profiler_and_the_fast_tick():
+    # both take the GIL from the run every 10-20 ms; the caller's config is untouched. The
+    # workers run dask.config.get itself: a function of this test module is pickled by
+    # reference, and a worker of an installed permalloc cannot import the tests
     import dask
 
-    return dask.config.get("distributed.worker.profile.enabled"), dask.config.get("distributed.admin.tick.interval")
-
-
-def test_local_cluster_workers_run_without_the_profiler_and_the_fast_tick():
-    # both take the GIL from the run every 10-20 ms; the caller's config is untouched
     executor = DaskExecutor("local:1")
     try:
-        assert list(executor.client.run(_worker_config).values()) == [(False, "1s")]
-        assert _worker_config() == (True, "20ms")
+        for key, on_workers, here in (("distributed.worker.profile.enabled", False, True),
+                                      ("distributed.admin.tick.interval", "1s", "20ms")):
+            assert list(executor.client.run(dask.config.get, key).values()) == [on_workers]
+            assert dask.config.get(key) == here
     finally:
         executor.close()
 
