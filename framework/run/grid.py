@@ -136,12 +136,12 @@ def _policies(pm: pluggy.PluginManager, grid: Grid, base: Path) -> list[tuple[Po
     out = []
     names, values = list(grid.policy_axes), list(grid.policy_axes.values())
     for name in grid.policies:
-        policy = override_policy(resolve_policy(pm, relative(base, name)), grid.set)
+        policy = override_policy(resolve_policy(pm, relative(base, name)), grid.set, "grid set")
         for combo in itertools.product(*values):
             sets = [f"{k}={_toml_text(v)}" for k, v in zip(names, combo)]
             variant = policy
             if sets:
-                variant = override_policy(policy, sets).model_copy(
+                variant = override_policy(policy, sets, f"grid policy_axes {','.join(sets)}").model_copy(
                     update={"name": f"{policy.name}[{','.join(sets)}]"})
             out.append((variant, dict(zip(names, combo))))
     return out

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from permalloc.errors import SpecError
+from permalloc.filekind import special_kind
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -49,6 +50,8 @@ def load_model_file(path: str | Path, model: type[M]) -> M:
     """
     path = Path(path)
     try:
+        if kind := special_kind(path):
+            raise SpecError(f"{path}: cannot read: {kind} (only regular files are read)")
         text = path.read_bytes().decode("utf-8")
     except OSError as exc:
         raise SpecError(f"{path}: cannot read: {exc.strerror or exc}") from None

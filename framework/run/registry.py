@@ -102,7 +102,7 @@ def resolve_policy(pm: pluggy.PluginManager, name_or_file: str) -> PolicySpec:
         if not sets:
             raise SpecError(f"policy variant {name_or_file!r}: no FIELD=VALUE between the brackets")
         base = resolve_policy(pm, variant["base"])
-        changed = override_policy(base, sets)
+        changed = override_policy(base, sets, f"policy variant {name_or_file!r}")
         return changed.model_copy(update={"name": f"{base.name}[{','.join(sets)}]"})
     known = policies(pm)
     if name_or_file not in known:
@@ -123,8 +123,9 @@ def resolve_scenario(pm: pluggy.PluginManager, name_or_file: str) -> Scenario:
 FIXED_FIELDS = ("name", "description")  # they say what the policy is; --set changes are appended to the description
 
 
-def override_policy(policy: PolicySpec, assignments: list[str]) -> PolicySpec:
-    """Apply ``KEY=VALUE`` overrides (``--set live_cache=true``), validated like a file."""
+def override_policy(policy: PolicySpec, assignments: list[str], where: str = "--set") -> PolicySpec:
+    """Apply ``KEY=VALUE`` overrides (``--set live_cache=true``), validated like a file; an
+    error starts with ``where`` (the option, variant or file section they came from)."""
     if not assignments:
         return policy
     data = policy.model_dump()
@@ -132,12 +133,12 @@ def override_policy(policy: PolicySpec, assignments: list[str]) -> PolicySpec:
         key, sep, value = item.partition("=")
         key = key.strip()
         if not sep or not key:
-            raise SpecError(f"--set {item!r}: expected KEY=VALUE")
+            raise SpecError(f"{where} {item!r}: expected KEY=VALUE")
         if key in FIXED_FIELDS:
-            raise SpecError(f"--set {key}: the policy's {key} cannot be overridden (copy the policy into a file "
+            raise SpecError(f"{where} {key}: the policy's {key} cannot be overridden (copy the policy into a file "
                             "to make a new one)")
         if key not in PolicySpec.model_fields:
-            raise SpecError(f"--set {key}: unknown policy field; fields: "
+            raise SpecError(f"{where} {key}: unknown policy field; fields: "
                             f"{', '.join(k for k in PolicySpec.model_fields if k not in FIXED_FIELDS)}")
         data[key] = value
     suffix = ",".join(assignments)
@@ -146,4 +147,4 @@ def override_policy(policy: PolicySpec, assignments: list[str]) -> PolicySpec:
     try:
         return PolicySpec.model_validate(data)
     except ValidationError as exc:
-        raise SpecError(f"--set: {format_validation_error(exc)}") from None
+        raise SpecError(f"{where}: {format_validation_error(exc)}") from None

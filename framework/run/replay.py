@@ -19,6 +19,7 @@ import pluggy
 from pydantic import BaseModel, ValidationError
 
 from permalloc.errors import SpecError
+from permalloc.filekind import special_kind
 from permalloc.model.spec import MachineSpec
 from permalloc.plugin.policy import PolicySpec
 from permalloc.run.modelfile import format_validation_error
@@ -44,6 +45,8 @@ def read(path: str | Path, schema: type[BaseModel]) -> dict[str, Any]:
     """The result document at ``path``, checked against ``schema`` (the report's
     ReportDocument, which this layer does not import); it must carry provenance."""
     try:
+        if kind := special_kind(path):
+            raise SpecError(f"{path}: cannot read: {kind} (only regular files are read)")
         text = Path(path).read_text()
     except OSError as exc:
         raise SpecError(f"{path}: {exc.strerror or exc}") from None

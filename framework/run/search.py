@@ -107,7 +107,7 @@ def variant(base: PolicySpec, name: str, chosen: dict[str, Any]) -> PolicySpec:
     """``base`` with the chosen values, named ``name``; a value the policy refuses is an error naming it."""
     fields = [f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in chosen.items()
               if not k.startswith(OPTION)]
-    policy = override_policy(base, fields)
+    policy = override_policy(base, fields, f"search {name}")
     options = {k.removeprefix(OPTION): v for k, v in chosen.items() if k.startswith(OPTION)}
     described = ", ".join(f"{k}={v}" for k, v in chosen.items())
     try:
@@ -142,7 +142,7 @@ def search(space: SearchSpace, base: str | Path = ".", executor: Executor | None
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     pm = registry_manager()
     base = Path(base)
-    policy = override_policy(resolve_policy(pm, relative(base, space.policy)), space.set)
+    policy = override_policy(resolve_policy(pm, relative(base, space.policy)), space.set, "search set")
     arch = space.machine.get("arch", policy.arch or DEFAULT_ARCH)
     try:
         spec = MachineSpec.model_validate({**space.machine, "arch": arch})

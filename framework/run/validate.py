@@ -24,6 +24,7 @@ import pandas as pd
 
 from permalloc.boot import BOOT_CPU
 from permalloc.errors import SpecError
+from permalloc.filekind import special_kind
 from permalloc.machine import Machine
 from permalloc.mechanisms.cpa import SET_MEMORY
 from permalloc.model import events as ev
@@ -82,6 +83,8 @@ class Measurement:
 
 def _read_csv(path: Path) -> pd.DataFrame:
     try:
+        if kind := special_kind(path):
+            raise MeasurementError(f"{path}: cannot read CSV: {kind} (only regular files are read)")
         return pd.read_csv(path, dtype=str, keep_default_na=False)
     except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise MeasurementError(f"{path}: cannot read CSV: {str(exc).splitlines()[0]}") from None

@@ -34,6 +34,7 @@ import pluggy
 from pydantic import BaseModel, ConfigDict, Field
 
 from permalloc.errors import SpecError
+from permalloc.filekind import special_kind
 from permalloc.plugin.pluginmanager import collect
 from permalloc.plugin.policy import PolicySpec
 from permalloc.run.modelfile import parse_json
@@ -83,7 +84,10 @@ def _version(text: str) -> tuple[int, int] | None:
 
 
 def open_workload_text(path: str | os.PathLike[str]) -> IO[str]:
-    """A workload file opened as text (gunzipped when it is gzip data, whatever its name)."""
+    """A workload file opened as text (gunzipped when it is gzip data, whatever its name);
+    OSError for what is not a regular file (a FIFO would block the open)."""
+    if kind := special_kind(path):
+        raise OSError(f"{kind}, not a workload file (only regular files are read)")
     with open(path, "rb") as fh:
         gzipped = fh.read(2) == b"\x1f\x8b"
     return gzip.open(path, "rt", encoding="utf-8") if gzipped else open(path, encoding="utf-8")

@@ -29,7 +29,6 @@ import gzip
 import lzma
 import os
 import re
-import stat
 import sys
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -43,6 +42,7 @@ from elftools.common.exceptions import ELFError
 from elftools.elf.structs import ELFStructs
 
 from permalloc.errors import IngestError
+from permalloc.filekind import special_kind
 from permalloc.model.elfmachine import ElfMachine, ElfSections
 from permalloc.run.timeout import RunTimeout
 from permalloc.run.workloads import FORMAT, FORMAT_VERSION
@@ -220,16 +220,9 @@ def file_kind(path: str) -> str | None:
     """None for a regular file, else what it is ("a FIFO", "a device", ...): ingest opens
     regular files only (a FIFO would block, a device never ends)."""
     try:
-        mode = os.stat(path).st_mode
+        return special_kind(path)
     except OSError as exc:
         raise _Malformed(f"cannot read: {exc.strerror or exc}") from None
-    if stat.S_ISREG(mode):
-        return None
-    for test, what in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
-                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a directory")):
-        if test(mode):
-            return what
-    return "not a regular file"
 
 
 def _decompressed(path: str, raw: IO[bytes]) -> IO[bytes]:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
 import re
 import subprocess
 import sys
@@ -319,7 +320,7 @@ def test_compare_schema_is_the_result_model(capsys):
 @pytest.mark.parametrize(("argv", "message"), [
     (["-p", "legacy", "-p", "legacy"], "policy 'legacy' is named twice"),
     (["-p", "legacy", "--baseline", "rfc"], "--baseline 'rfc' is not among the compared policies (legacy)"),
-    (["-p", "legacy[nope=1]"], "--set nope: unknown policy field"),
+    (["-p", "legacy[nope=1]"], "policy variant 'legacy[nope=1]' nope: unknown policy field"),
     (["-p", "legacy[]"], "policy variant 'legacy[]': no FIELD=VALUE"),
     (["-p", "nosuch[live_cache=true]"], "unknown policy 'nosuch'"),
 ])
@@ -333,3 +334,22 @@ def test_seeds_must_be_a_positive_count(scenario_file, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["compare", "-s", str(scenario_file), "--seeds", "0"])
     assert exc.value.code == 2 and "argument --seeds: 0 is less than 1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["compare", "-s", "{fifo}.json"], "{fifo}.json: cannot read: a FIFO (only regular files are read)"),
+    (["sweep", "{fifo}.toml"], "{fifo}.toml: cannot read: a FIFO (only regular files are read)"),
+    (["compare", "-p", "rfc", "-w", "{fifo}.json"], "workload {fifo}.json: cannot read: a FIFO, not a workload file"),
+    (["replay", "{fifo}.json"], "{fifo}.json: cannot read: a FIFO (only regular files are read)"),
+    (["validate", "{fifo}.csv"], "{fifo}.csv: cannot read CSV: a FIFO (only regular files are read)"),
+])
+def test_a_fifo_for_an_input_file_is_one_line_not_a_hang(tmp_path, argv, message):
+    # in a subprocess with a timeout: opening a FIFO with no writer blocks for ever
+    fifo = tmp_path / "in"
+    suffix = next(a for a in argv if "{fifo}" in a).removeprefix("{fifo}")
+    os.mkfifo(f"{fifo}{suffix}")
+    proc = subprocess.run([sys.executable, "-m", "permalloc", *[a.format(fifo=fifo) for a in argv]],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines() == [f"permalloc: error: {message.format(fifo=fifo)}"] or \
+        proc.stderr.splitlines()[-1].startswith(f"permalloc: error: {message.format(fifo=fifo)}")

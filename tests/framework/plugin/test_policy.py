@@ -42,3 +42,11 @@ def test_packing_by_lifetime_without_huge_mappings_is_one_line_naming_the_field(
     assert str(err.value) == ("--set: huge_pack_by_lifetime: true needs huge_mappings=true (it splits the 2 MiB "
                               "packs of huge_mappings by lifetime)")
     assert override_policy(rfc, ["huge_mappings=true", "huge_pack_by_lifetime=true"]).huge_pack_by_lifetime
+
+
+def test_a_variants_bad_value_names_the_variant_not_set():
+    from permalloc.plugin.pluginmanager import registry_manager
+    from permalloc.run.registry import resolve_policy
+
+    with pytest.raises(SpecError, match=r"^policy variant 'rfc\[live_cache=maybe\]': live_cache: "):
+        resolve_policy(registry_manager(), "rfc[live_cache=maybe]")
