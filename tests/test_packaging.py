@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import configparser
+import fnmatch
+import runpy
 import sys
 from pathlib import Path
 
@@ -13,9 +15,8 @@ FOLDERS = {"permalloc": "framework", "permalloc.arches": "arches", "permalloc.pl
 
 
 def _declared() -> list[str]:
-    cfg = configparser.ConfigParser()
-    cfg.read(ROOT / "setup.cfg")
-    return cfg["options"]["packages"].split()
+    """What setup.py gives setuptools (it reads the folders: no list to keep)."""
+    return runpy.run_path(str(ROOT / "setup.py"), run_name="setup")["packages"]()
 
 
 def _on_disk() -> set[str]:
@@ -29,6 +30,22 @@ def _on_disk() -> set[str]:
 
 def test_package_list_matches_the_folders():
     assert set(_declared()) == _on_disk()
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "setup.cfg")
+    assert "packages" not in cfg["options"]  # no list of packages to keep in step with the folders
+    assert dict(runpy.run_path(str(ROOT / "setup.py"), run_name="setup")["package_dirs"]()) == FOLDERS
+
+
+def test_package_data_covers_every_data_folder():
+    # the bundled workloads of the module loader and of each arch are read from the installed
+    # package; one pattern for every package, so an arch's data/ ships without a setup.cfg line
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "setup.cfg")
+    patterns = [p.strip() for p in cfg["options.package_data"]["*"].split(",")]
+    data = [path for folder in FOLDERS.values() for path in (ROOT / folder).rglob("data/*") if path.is_file()]
+    assert any("arches" in path.parts for path in data)
+    assert [path for path in data
+            if not any(fnmatch.fnmatch(path.name, pattern.removeprefix("data/")) for pattern in patterns)] == []
 
 
 def test_package_data_covers_every_skeleton_template():

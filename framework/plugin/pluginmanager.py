@@ -1,8 +1,21 @@
 """Plugin discovery and the per-machine plugin manager.
 
-Every plugin, built-in or third-party, is found through the ``permalloc`` entry-point
-group (like ``pytest11``). The built-ins are also listed in :data:`BUILTIN_PLUGINS` so that
-a checkout used without installed metadata still finds them.
+Two ways in, one registry:
+
+* **Built-in arches** are the subpackages of :mod:`permalloc.arches` (the ``arches/``
+  folder), found with :func:`pkgutil.iter_modules` over the package's ``__path__``
+  (:func:`builtin_arches`); each registers under its subpackage name (``arches/x86`` is the
+  plugin ``x86``). Nothing lists them: an arch added to the folder is found as it is, and one
+  taken away is simply absent. A subpackage whose name starts with ``_`` is not an arch.
+* **Every other plugin**, built-in or third-party (a third-party arch too), is found through
+  the ``permalloc`` entry-point group (like ``pytest11``). The built-in consumers are also
+  listed in :data:`BUILTIN_PLUGINS` so that a checkout used without installed metadata still
+  finds them.
+
+A name is registered once: a built-in arch's name is taken first, so an entry point of the
+same name is left out and named (as is an entry point whose name another one took); an
+entry point that loads a module already found (stale metadata naming a built-in arch) is
+skipped. The records are in name order, which is the registration order of every manager.
 """
 
 from __future__ import annotations
@@ -10,6 +23,7 @@ from __future__ import annotations
 import functools
 import importlib
 import importlib.metadata
+import pkgutil
 import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -25,13 +39,15 @@ from permalloc.strictjson import problem as json_problem
 
 ENTRY_POINT_GROUP = "permalloc"
 
+#: the package whose subpackages are the built-in arches (:func:`builtin_arches`)
+ARCH_PACKAGE = "permalloc.arches"
+
+#: the built-in plugins that are not arches, for a checkout without installed metadata (the
+#: installed package's entry points name the same modules)
 BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
     ("contract_ops", "permalloc.run.contract_ops"),
     ("system_ops", "permalloc.run.system_ops"),
     ("policies", "permalloc.plugin.policies"),
-    ("generic", "permalloc.arches.generic"),
-    ("x86", "permalloc.arches.x86"),
-    ("arm64", "permalloc.arches.arm64"),
     ("bpf_jit", "permalloc.plugins.bpf_jit"),
     ("invariants", "permalloc.plugins.invariants"),
     ("contract", "permalloc.plugins.invariants.contract"),
@@ -58,12 +74,43 @@ class PluginRecord:
     error: str = ""  # why it is left out (failed to load, a name already taken); "" when it works
 
 
+def builtin_arches() -> list[tuple[str, str]]:
+    """``(registration name, module name)`` of every built-in arch: each subpackage of
+    :data:`ARCH_PACKAGE` on its ``__path__`` (not one whose name starts with ``_``), by name."""
+    package = importlib.import_module(ARCH_PACKAGE)
+    found = {info.name for info in pkgutil.iter_modules(package.__path__) if info.ispkg and not info.name.startswith("_")}
+    return [(name, f"{ARCH_PACKAGE}.{name}") for name in sorted(found)]
+
+
+def _own_distribution() -> tuple[str, str]:
+    """The distribution that ships the built-in arches and its version ("" when permalloc
+    runs from a checkout without installed metadata)."""
+    try:
+        dist = importlib.metadata.distribution("permalloc")
+    except importlib.metadata.PackageNotFoundError:
+        return "", ""
+    return dist.metadata["Name"] or "permalloc", dist.version
+
+
 @functools.cache
 def discover() -> tuple[PluginRecord, ...]:
-    """Load every plugin once per process: entry points first, then missing built-ins."""
+    """Load every plugin once per process: the built-in arches of the arches folder, the
+    entry points, then the built-ins that no entry point named; in name order."""
     records: list[PluginRecord] = []
     seen: set[int] = set()
     names: dict[str, str] = {}  # registration name -> the distribution that has it
+    dist, version = _own_distribution()
+    for name, modname in builtin_arches():
+        try:
+            module = importlib.import_module(modname)
+        except Exception as exc:  # noqa: BLE001 - a broken arch is named and left out, never a crash
+            error = " ".join(f"failed to load {modname}: {type(exc).__name__}: {exc}".split())
+            records.append(PluginRecord(name, None, "builtin", dist, version, error=error))
+            names[name] = dist
+            continue
+        seen.add(id(module))
+        names[name] = dist
+        records.append(PluginRecord(name, module, "builtin", dist, version))
     for ep in sorted(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
         dist = ep.dist.name if ep.dist else ""
         version = ep.dist.version if ep.dist else ""
@@ -84,10 +131,11 @@ def discover() -> tuple[PluginRecord, ...]:
         records.append(PluginRecord(ep.name, plugin, "entry point", dist, version))
     for name, modname in BUILTIN_PLUGINS:
         module = importlib.import_module(modname)
-        if id(module) not in seen:
+        if id(module) not in seen and name not in names:
             seen.add(id(module))
+            names[name] = ""
             records.append(PluginRecord(name, module, "builtin"))
-    return tuple(records)
+    return tuple(sorted(records, key=lambda record: record.name))  # stable: a name's first record first
 
 
 def broken_plugins() -> list[PluginRecord]:

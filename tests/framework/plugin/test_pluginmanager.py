@@ -2,11 +2,12 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 
 from permalloc import Machine, MachineSpec, PluginError, hookimpl
-from permalloc.plugin.pluginmanager import BUILTIN_PLUGINS, discover, registry_manager
+from permalloc.plugin.pluginmanager import BUILTIN_PLUGINS, builtin_arches, discover, registry_manager
 
 
 class Misspelled:
@@ -86,6 +87,42 @@ def test_builtins_are_registered_like_third_party_plugins():
     for name, module in BUILTIN_PLUGINS:
         assert records[name].plugin.__name__ == module
         assert records[name].origin == "entry point"  # the installed package's entry points
+
+
+def test_builtin_arches_are_the_subpackages_of_the_arches_folder():
+    import permalloc.arches
+
+    folder = Path(permalloc.arches.__path__[0])
+    on_disk = sorted(p.parent.name for p in folder.glob("*/__init__.py") if not p.parent.name.startswith("_"))
+    assert [name for name, _ in builtin_arches()] == on_disk and {"generic", "x86", "arm64"} <= set(on_disk)
+    records = {r.name: r for r in discover()}
+    for name, module in builtin_arches():
+        assert records[name].plugin.__name__ == module and records[name].origin == "builtin"
+        assert records[name].dist == "permalloc"  # shipped by permalloc, as the entry points say of the others
+    assert not any(module.startswith("permalloc.arches") for _, module in BUILTIN_PLUGINS)
+    names = [r.name for r in discover()]
+    assert names == sorted(names) and len(names) == len(set(names))  # name order, each name once
+
+
+def test_an_entry_point_cannot_take_a_builtin_arch_name(monkeypatch):
+    import importlib.metadata
+    import types
+
+    from permalloc.plugin import pluginmanager
+
+    impostor = types.ModuleType("impostor")
+    fake = [_EntryPoint("x86", "impostor", lambda: impostor, "impostor-pkg")]
+    real = importlib.metadata.entry_points
+    monkeypatch.setattr(importlib.metadata, "entry_points",
+                        lambda group=None: [*real(group=group), *fake] if group == "permalloc" else real(group=group))
+    pluginmanager.discover.cache_clear()
+    try:
+        x86 = [r for r in discover() if r.name == "x86"]
+        assert [(r.origin, r.error) for r in x86] == [
+            ("builtin", ""), ("entry point", "the name 'x86' is already taken by permalloc")]
+        assert registry_manager().get_plugin("x86").__name__ == "permalloc.arches.x86"
+    finally:
+        pluginmanager.discover.cache_clear()
 
 
 def test_each_machine_has_its_own_manager_with_one_arch(arch):
