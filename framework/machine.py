@@ -254,9 +254,11 @@ class Machine:
         self.emit(ev.PAGE_ALLOC, count, source=source)
         return pfns
 
-    def alloc_order(self, order: int, source: str = "", mt: int = UNMOVABLE, may_fail: bool = False) -> int | None:
-        """alloc_pages(gfp, order) on the current CPU; None only when ``may_fail``."""
-        pfn = self.phys.alloc(order, mt, self.cpu, may_fail=may_fail)
+    def alloc_order(self, order: int, source: str = "", mt: int = UNMOVABLE, may_fail: bool = False,
+                    node: int | None = None) -> int | None:
+        """alloc_pages(gfp, order) on the current CPU (alloc_pages_node with ``node``); None
+        only when ``may_fail``."""
+        pfn = self.phys.alloc(order, mt, self.cpu, may_fail=may_fail, node=node)
         if pfn is not None:
             self.emit(ev.PAGE_ALLOC, 1 << order, source=source, order=order)
         return pfn

@@ -161,8 +161,9 @@ class PhysMem:
             return pcp.rmqueue(zone, order, mt, flags)
         return zone.rmqueue(order, mt, flags)  # rmqueue_buddy
 
-    def _get_page_from_freelist(self, order: int, mt: int, cpu: int, highest_zone: int, mark_name: str) -> int | None:
-        zones = self.zonelist(self.node_of_cpu(cpu), highest_zone)
+    def _get_page_from_freelist(self, order: int, mt: int, cpu: int, highest_zone: int, mark_name: str,
+                                node: int | None = None) -> int | None:
+        zones = self.zonelist(self.node_of_cpu(cpu) if node is None else node, highest_zone)
         if not zones:
             return None
         flags = self._nofragment(zones[0])
@@ -179,15 +180,18 @@ class PhysMem:
                 return None
             flags &= ~ALLOC_NOFRAGMENT
 
-    def alloc(self, order: int, mt: int, cpu: int, highest_zone: int = 99, may_fail: bool = False) -> int | None:
+    def alloc(self, order: int, mt: int, cpu: int, highest_zone: int = 99, may_fail: bool = False,
+              node: int | None = None) -> int | None:
         """alloc_pages(gfp, order) on ``cpu``: the fast path with the low watermark; then the
         slow path: reclaim (page cache) and the min watermark. Raises OutOfMemory unless
-        ``may_fail`` (__GFP_NORETRY, as huge vmalloc asks)."""
-        pfn = self._get_page_from_freelist(order, mt, cpu, highest_zone, "low")
+        ``may_fail`` (__GFP_NORETRY, as huge vmalloc asks). ``node`` is alloc_pages_node's
+        preferred node (default: the CPU's, numa_node_id()); the pages still come through
+        ``cpu``'s per-CPU lists of that node's zones."""
+        pfn = self._get_page_from_freelist(order, mt, cpu, highest_zone, "low", node)
         if pfn is None:
-            pfn = self._get_page_from_freelist(order, mt, cpu, highest_zone, "min")
+            pfn = self._get_page_from_freelist(order, mt, cpu, highest_zone, "min", node)
         while pfn is None and self.reclaim is not None and not may_fail and self.reclaim(1 << order):
-            pfn = self._get_page_from_freelist(order, mt, cpu, highest_zone, "min")
+            pfn = self._get_page_from_freelist(order, mt, cpu, highest_zone, "min", node)
         if pfn is None:
             if may_fail:
                 return None

@@ -1,7 +1,8 @@
 """Scenario ops for what else a machine does between the loads it is measured on: the page
 cache (reading files, dropping caches), the kernel's own allocations (slab growth, page
-tables), and processes that start and exit (a kernel stack and page tables each). Registered
-as a built-in plugin like every other op provider.
+tables), processes that start and exit (a kernel stack and page tables each), and the first
+use of tracing (the ring buffers grow). Registered as a built-in plugin like every other op
+provider.
 
 Every op may name the ``cpu`` it runs on; otherwise it runs on the CPU of the scenario's
 task. ``spawn_process`` puts the new process on another CPU than its parent's (fork
@@ -27,6 +28,12 @@ if TYPE_CHECKING:
 __version__ = "1.0"
 
 _MIGRATETYPES = {"unmovable": UNMOVABLE, "reclaimable": RECLAIMABLE, "movable": MOVABLE}
+
+TRACE_BUF_SIZE_DEFAULT = 1441792  # kernel/trace/trace.c: trace_buf_size (6.1 and 6.12)
+# kernel/trace/ring_buffer.c: BUF_PAGE_HDR_SIZE = offsetof(struct buffer_data_page, data), a
+# u64 time_stamp and a local_t commit; BUF_PAGE_SIZE = PAGE_SIZE - BUF_PAGE_HDR_SIZE
+BUF_PAGE_HDR_SIZE = 16
+RB_MIN_PAGES = 2  # ring_buffer_alloc/ring_buffer_resize: "we need a minimum of two pages"
 
 
 class ReadFilesOp(Op):
@@ -61,6 +68,12 @@ class SpawnProcessOp(Op):
 class ExitProcessOp(Op):
     op: Literal["exit_process"]
     id: str
+
+
+class ExpandTraceBuffersOp(Op):
+    op: Literal["expand_trace_buffers"]
+    bytes: int = Field(TRACE_BUF_SIZE_DEFAULT, gt=0, le=1 << 34,
+                       description="the size each CPU's buffer grows to (trace_buf_size=; default the kernel's)")
 
 
 def _read(ctx: RunContext, op: ReadFilesOp) -> None:
@@ -113,6 +126,30 @@ def _exit(ctx: RunContext, op: ExitProcessOp) -> None:
             break
 
 
+def ring_buffer_pages(size: int, page_size: int) -> int:
+    """ring_buffer_resize: the data pages of one CPU's buffer of ``size`` bytes."""
+    return max(-(-size // (page_size - BUF_PAGE_HDR_SIZE)), RB_MIN_PAGES)
+
+
+def _expand_trace(ctx: RunContext, op: ExpandTraceBuffersOp) -> None:
+    """tracing_update_buffers (kernel/trace/trace.c), which the first tracer set or event
+    enabled calls: the buffers grow from the boot minimum (tracer_alloc_buffers allocates
+    them with size 1 until ring_buffer_expanded) to ``bytes``. ring_buffer_resize allocates
+    every CPU's new pages in the caller's context (__rb_allocate_pages: alloc_pages_node(
+    cpu_to_node(cpu), GFP_KERNEL | __GFP_RETRY_MAYFAIL, 0)), and only then lets each CPU's
+    work item link them in. Once expanded, later calls do nothing."""
+    m = ctx.machine
+    trace = m.state("system_ops.trace", dict)
+    if trace.get("expanded"):
+        return
+    trace["expanded"] = True
+    pages = trace.setdefault("pages", [])
+    new = ring_buffer_pages(op.bytes, m.phys.page_size) - RB_MIN_PAGES
+    for cpu in range(m.spec.cpus):
+        node = m.phys.node_of_cpu(cpu)
+        pages += [m.alloc_order(0, source="ring_buffer_resize", node=node) for _ in range(new)]
+
+
 @hookimpl
 def permalloc_register_ops() -> list[OpType]:
     return [
@@ -122,6 +159,8 @@ def permalloc_register_ops() -> list[OpType]:
         OpType("kernel_free", KernelFreeOp, _kfree, description="free a kernel_alloc"),
         OpType("spawn_process", SpawnProcessOp, _spawn, description="start a process: kernel stack + page tables"),
         OpType("exit_process", ExitProcessOp, _exit, description="a process exits: its stack and page tables go"),
+        OpType("expand_trace_buffers", ExpandTraceBuffersOp, _expand_trace,
+               description="first use of tracing: every CPU's ring buffer grows to trace_buf_size"),
     ]
 
 
@@ -139,3 +178,6 @@ def permalloc_machine_release(machine) -> None:
         for pfn, order in allocs:
             machine.free_order(pfn, order, source="kernel_free")
     machine.state("system_ops.kernel", dict).clear()
+    trace = machine.state("system_ops.trace", dict)
+    for pfn in trace.pop("pages", []):  # tracing_reset / ring_buffer_free
+        machine.free_order(pfn, 0, source="ring_buffer_free")

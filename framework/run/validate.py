@@ -192,13 +192,28 @@ class Tally:
                 c["vm_unmap_aliases"] += 1  # change_page_attr_set_clr, once the masks are not empty
 
 
+# info keys that say the measurement traced: its function filter and its kprobe events
+TRACING_KEYS = ("ftrace_filter", "kprobe_events")
+
+
+def setup_ops(measurement: Measurement) -> list[dict[str, Any]]:
+    """What the measuring harness did to the machine before its first event, as ops: a
+    measurement that traced (a function filter or kprobe events in its info file) set a tracer
+    or enabled events, which grew the ring buffers (tracing_update_buffers)."""
+    if any(measurement.info.get(key, "").strip() for key in TRACING_KEYS):
+        return [{"op": "expand_trace_buffers"}]
+    return []
+
+
 def replay(measurement: Measurement, machine: Machine, tally: Tally, cpu: int = BOOT_CPU) -> list[dict[str, Any]]:
-    """Run every measured event as an op on ``machine`` (built with ``tally`` among its
-    plugins), by one task on ``cpu``; return per-event simulated counts and the plugins'
-    column checks."""
+    """Run the harness's setup (:func:`setup_ops`, not counted) and then every measured event
+    as an op on ``machine`` (built with ``tally`` among its plugins), by one task on ``cpu``;
+    return per-event simulated counts and the plugins' column checks."""
     registry = op_types(machine.pm)
     ctx = RunContext(machine)
-    ctx.task_cpu = cpu
+    ctx.task_cpu = machine.cpu = cpu
+    for op in Scenario(name="validate-setup", ops=setup_ops(measurement)).validated(registry, origin="setup"):
+        run_handler(registry[op.op], ctx, op)
     out = []
     for index, row in enumerate(measurement.events.to_dict("records")):
         text_row = {k: str(v) for k, v in row.items()}

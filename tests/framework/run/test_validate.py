@@ -53,7 +53,8 @@ def test_module_loads_flush_like_the_measured_kernel(report):
 
 def test_module_loads_split_direct_map_pages(report):
     splits = report["events"]["mod_load"]["quantities"]["l2split_delta"]
-    assert splits["simulated"]["sum"] > 0
+    measured, simulated = splits["measured"]["sum"], splits["simulated"]["sum"]
+    assert abs(simulated - measured) <= 0.35 * measured
     assert report["events"]["mod_unload"]["quantities"]["l2split_delta"]["simulated"]["sum"] == 0
 
 
