@@ -1,7 +1,7 @@
 """Helpers for the BPF JIT tests: small deterministic machines with a chosen allocator.
 
-Exact counts are asserted on the generic arch with fragmentation 0, where order-0 pages
-come out of one pageblock after another, so every split is predictable.
+Exact counts are asserted on the generic arch on freshly booted machines: the page allocator
+is deterministic (the same spec gives the same pages), so every split is predictable.
 """
 
 from __future__ import annotations
